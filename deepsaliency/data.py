@@ -93,7 +93,7 @@ def resize_image(rgb: np.ndarray, size: tuple[int, int], mode: str = "stretch") 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) → float tensor (1, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
@@ -121,3 +121,30 @@ def load_img(path: str | Path, model=None, size: tuple[int, int] | None = None, 
     if model is not None:
         x = x.to(model.device)
     return img, x
+
+
+def prepare_images(images_dir: str | Path, out_dir: str | Path, model, resize: str = "stretch"):
+    """Convert every image in ``images_dir`` to the model's input size and classify it.
+
+    Writes ``<stem>.png`` (RGB, H×W of the model) per image and ``manifest.csv``
+    (file, stem, class_idx, label, prob) into ``out_dir``. Every image is decoded
+    before anything is written, so one broken file costs seconds, not a run.
+
+    Returns:
+        The manifest as a pandas DataFrame.
+    """
+    import pandas as pd
+
+    files = list_images(images_dir)
+    arrays = [resize_image(read_rgb(f), model.input_size, resize) for f in files]
+    x = torch.cat([to_tensor(a) for a in arrays])
+    pred = model.classify(x)
+    out_dir = Path(out_dir)
+    for f, a in zip(files, arrays):
+        Image.fromarray(a).save(out_dir / f"{f.stem}.png")
+    manifest = pd.DataFrame(
+        {"file": [f.name for f in files], "stem": [f.stem for f in files], "class_idx": pred.indices,
+         "label": pred.labels, "prob": [round(p, 6) for p in pred.probabilities]}
+    )
+    manifest.to_csv(out_dir / "manifest.csv", index=False)
+    return manifest

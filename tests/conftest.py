@@ -1,0 +1,25 @@
+"""Shared fixtures: the real embedded model and the sample photos, loaded once per session."""
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "images"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def model():
+    from deepsaliency import load_model
+
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def samples(model):
+    """name → (1, 3, 224, 224) tensor in [0, 1] for chelsea, coffee and rocket."""
+    from deepsaliency import load_img
+
+    return {p.stem: load_img(p, model)[1] for p in sorted(SAMPLES.iterdir())}
