@@ -12,8 +12,10 @@ Map reduction (documented once, used by every stage and metric): an attribution
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from captum.attr import (
     GradientShap,
@@ -42,6 +44,24 @@ METHODS = (
 )
 
 
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch and numpy for a block, restoring the global generators afterwards.
+
+    Captum draws SmoothGrad noise from torch and GradientSHAP's baselines and
+    path points from numpy's global generator; both must be fixed for
+    byte-identical artifacts, without leaking state into the caller.
+    """
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+
+
 def _saliency(model, x, target, abs: bool = True):
     return Saliency(model).attribute(x, target=target, abs=abs)
 
@@ -60,8 +80,7 @@ def _integrated_gradients(model, x, target, n_steps: int = 50, integration: str 
 
 def _smoothgrad(model, x, target, nt_samples: int = 20, stdevs: float = 0.15, seed: int = 0, nt_samples_batch_size: int = 10):
     # stdevs is in [0, 1] pixel units (0.15 ≈ the 10–20 % noise level Smilkov et al. recommend).
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, x.device):
         return NoiseTunnel(Saliency(model)).attribute(
             x, nt_type="smoothgrad", nt_samples=nt_samples, stdevs=stdevs, target=target,
             nt_samples_batch_size=nt_samples_batch_size, abs=True,
@@ -71,8 +90,7 @@ def _smoothgrad(model, x, target, nt_samples: int = 20, stdevs: float = 0.15, se
 def _gradient_shap(model, x, target, n_samples: int = 20, stdevs: float = 0.1, seed: int = 0):
     # Baseline distribution: a black and a white image (pixel space).
     baselines = torch.cat([torch.zeros_like(x), torch.ones_like(x)])
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, x.device):
         return GradientShap(model).attribute(x, baselines=baselines, target=target, n_samples=n_samples, stdevs=stdevs)
 
 

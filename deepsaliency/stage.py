@@ -33,6 +33,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     if path.exists():
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs should read like any folder
     try:
         yield tmp
     except BaseException:
@@ -48,6 +49,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent, suffix=path.suffix)
     os.close(fd)
+    os.chmod(name, 0o644)
     tmp = Path(name)
     try:
         yield tmp

@@ -1,0 +1,50 @@
+"""Shared measuring tools for the benchmark scripts (ratios within one process, never timed tests)."""
+from __future__ import annotations
+
+import resource
+import time
+from typing import Callable
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], object], device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
+    """Minimum wall time of ``fn`` over ``repeats`` runs (the least-disturbed run on a shared machine)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def forward_throughput(model, batch_sizes=(1, 2, 4, 8, 16, 32), repeats: int = 3) -> tuple[float, int]:
+    """Best batched inference throughput (images/s) of ``model`` and the batch size that reached it."""
+    h, w = model.input_size
+    best = (0.0, 1)
+    with torch.inference_mode():
+        for b in batch_sizes:
+            x = torch.rand(b, 3, h, w, device=model.device).contiguous(memory_format=torch.channels_last)
+            t = best_time(lambda: model(x), model.device, repeats)
+            best = max(best, (b / t, b))
+    return best
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, in GB (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
