@@ -1,0 +1,103 @@
+"""Bad input costs seconds: stages exit 2 with one line naming what to fix, and leave no half-written output."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from deepsaliency.stage import atomic_dir, atomic_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data/images").mkdir(parents=True)
+    Image.fromarray((np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / "data/images/ok.png")
+    return tmp_path
+
+
+def run_stage(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=project, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+
+
+def set_param(project: Path, path: str, value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    *parents, leaf = path.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "not a readable image"), ("zero.png", b"", "empty file")],
+)
+def test_prepare_names_the_broken_file_and_writes_nothing(project, name, content, reason):
+    (project / "data/images" / name).write_bytes(content)
+    proc = run_stage(project, "stages/prepare.py")
+    assert_one_line_error(proc, name, reason)
+    assert not (project / "data/prepared").exists()
+    assert not any(p.name.startswith(".prepared.tmp") for p in (project / "data").iterdir())
+
+
+def test_prepare_with_an_empty_image_folder(project):
+    shutil.rmtree(project / "data/images")
+    (project / "data/images").mkdir()
+    assert_one_line_error(run_stage(project, "stages/prepare.py"), "data/images", "no images found")
+
+
+@pytest.mark.parametrize(
+    "path, value, fragments",
+    [
+        ("rise.p1", 2, ("rise.p1: 2 is not allowed", "(0, 1)")),
+        ("rise.N", -1, ("rise.N: -1 is not allowed",)),
+        ("model.name", "resnet_typo", ("model.name: 'resnet_typo'",)),
+        ("model.checkpoint", "nowhere.pt", ("model.checkpoint: 'nowhere.pt' does not exist",)),
+    ],
+)
+def test_bad_params_stop_before_any_work(project, path, value, fragments):
+    set_param(project, path, value)
+    stage = "stages/masks.py" if path.startswith("rise") else "stages/prepare.py"
+    assert_one_line_error(run_stage(project, stage), *fragments)
+    assert not (project / "data/prepared").exists() and not (project / "data/masks").exists()
+
+
+def test_unknown_method_for_the_explain_stage(project):
+    assert_one_line_error(run_stage(project, "stages/explain.py", "lime"), "method ['lime'] is not allowed")
+
+
+def test_interrupted_output_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.npz").write_bytes(b"stale")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as tmp:
+            (tmp / "half.npz").write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # neither the stale output nor the partial one looks like a result
+    with atomic_dir(target) as tmp:
+        (tmp / "full.npz").write_bytes(b"done")
+    assert [p.name for p in target.iterdir()] == ["full.npz"]
+    with pytest.raises(RuntimeError):
+        with atomic_file(tmp_path / "metrics.json") as f:
+            f.write_text("{")
+            raise RuntimeError("crash while writing")
+    assert not (tmp_path / "metrics.json").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
