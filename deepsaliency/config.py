@@ -94,6 +94,15 @@ def _subset(options: tuple[str, ...], min_len: int = 1) -> Field:
     return Field(check, f"a list of distinct names from {', '.join(options)}")
 
 
+def _colormap() -> Field:
+    def check(v):
+        import matplotlib
+
+        return v if isinstance(v, str) and v in matplotlib.colormaps else _INVALID
+
+    return Field(check, "a matplotlib colour map name, e.g. seismic, bwr, inferno, hot, viridis")
+
+
 SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "name": _str(),
@@ -121,6 +130,38 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "gradient_shap": {"n_samples": _int(1), "stdevs": _float(0), "seed": _int(0)},
     "occlusion": {"window": _int(1), "stride": _int(1), "baseline": _float(0, 1), "perturbations_per_eval": _int(1)},
     "gradcam": {"layer": _str()},
+    "attack": {
+        "methods": _subset(ATTACK_METHODS),
+        "target_image": _str(),
+        "num_iter": _int(1),
+        "lr": _float(0, lo_open=True),
+        "a": _float(0),
+        "b": _float(0),
+        "beta_start": _float(0, lo_open=True),
+        "beta_end": _float(0, lo_open=True),
+        "eps": _optional(_float(0, 1, lo_open=True), "null (no budget)"),
+        "eval_every": _int(1),
+        "ig_n_steps": _int(1),
+        "smoothgrad_samples": _int(1),
+        "rise_masks": _int(1),
+        "seed": _int(0),
+    },
+    "pgd": {
+        "eps": _float(0, 1, lo_open=True),
+        "step_size": _float(0, 1, lo_open=True),
+        "steps": _int(1),
+        "seed": _int(0),
+    },
+    "plots": {
+        "signed_cmap": _colormap(),
+        "map_cmap": _colormap(),
+        "dpi": _int(30, 600),
+        "format": _choice("png"),
+        "overlay": _bool(),
+        "overlay_alpha": _float(0, 1, lo_open=True),
+        "clip_percentile": _float(50, 100),
+        "min_max_methods": _subset(METHODS, min_len=0),
+    },
 }
 
 #: Sections whose keys must all be present; a missing key is as bad as a typo.
@@ -138,25 +179,29 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
     unknown = [s for s in params if s not in SCHEMA]
     if unknown:
         raise ParamError(f"{source}: unknown section {unknown[0]!r} (allowed: {', '.join(SCHEMA)})")
-    clean: dict[str, dict] = {}
-    for section, fields in SCHEMA.items():
-        values = params.get(section)
-        if values is None and not fields:
-            values = {}
-        if not isinstance(values, dict):
-            raise ParamError(f"{source}: section {section!r} is missing or not a mapping")
-        for key in values:
-            if key not in fields:
-                raise ParamError(f"{section}.{key}: unknown key (allowed in {section!r}: {', '.join(fields) or 'none'})")
-        clean[section] = {}
-        for key, field in fields.items():
-            if key not in values:
-                raise ParamError(f"{section}.{key}: missing (expected {field.allowed})")
-            value = field.check(values[key])
-            if value is _INVALID:
-                raise ParamError(f"{section}.{key}: {values[key]!r} is not allowed (expected {field.allowed})")
-            clean[section][key] = value
+    clean = {section: validate_section(section, params.get(section), source) for section in SCHEMA}
     _cross_checks(clean)
+    return clean
+
+
+def validate_section(section: str, values: Any, source: str = "params.yaml") -> dict:
+    """Check one section of :data:`SCHEMA`: every key present, none unknown, each value allowed."""
+    fields = SCHEMA[section]
+    if values is None and not fields:
+        values = {}
+    if not isinstance(values, dict):
+        raise ParamError(f"{source}: section {section!r} is missing or not a mapping")
+    for key in values:
+        if key not in fields:
+            raise ParamError(f"{section}.{key}: unknown key (allowed in {section!r}: {', '.join(fields) or 'none'})")
+    clean = {}
+    for key, field in fields.items():
+        if key not in values:
+            raise ParamError(f"{section}.{key}: missing (expected {field.allowed})")
+        value = field.check(values[key])
+        if value is _INVALID:
+            raise ParamError(f"{section}.{key}: {values[key]!r} is not allowed (expected {field.allowed})")
+        clean[key] = value
     return clean
 
 
@@ -169,6 +214,8 @@ def _cross_checks(p: dict) -> None:
     device = p["model"]["device"]
     if not (device in ("auto", "cpu") or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ParamError(f"model.device: {device!r} is not allowed (expected auto, cpu, cuda or cuda:N)")
+    if p["attack"]["rise_masks"] > p["rise"]["N"]:
+        raise ParamError(f"attack.rise_masks: {p['attack']['rise_masks']!r} is not allowed (an integer in [1, {p['rise']['N']}], rise.N)")
     if p["explain"]["target"] is not None and p["explain"]["target"] > 999:
         raise ParamError(f"explain.target: {p['explain']['target']!r} is not allowed (null or a class index in [0, 999])")
 

@@ -1,0 +1,351 @@
+"""The report: leaderboard, tables, figure references, self-contained HTML, all-or-nothing output.
+
+Runs on a synthetic fixture (random 32×32 images, fake explanations, attacks and metric tables in the
+metrics stage's format), so no model is needed.
+"""
+import base64
+import json
+import re
+import runpy
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from deepsaliency import report as rep
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["rise", "integrated_gradients", "saliency", "input_x_gradient", "smoothgrad", "gradient_shap", "occlusion", "gradcam"]
+ATTACKS = ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise", "pgd"]
+STEMS = ["cat", "cup", "rocket"]
+#: r(adversarial map, target map) of each attack against its own method: the leaderboard must rank by it.
+OWN_R = {"saliency": 0.9, "input_x_gradient": 0.8, "integrated_gradients": 0.6, "smoothgrad": 0.4, "rise": 0.2}
+#: mean insertion AUC on the originals; random = 0.3
+INSERTION = {m: 0.3 + 0.05 * i for i, m in enumerate(METHODS)}
+
+
+def _write_npz(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+#: A small run for the tests that only need some figures (matplotlib layout costs ~1-5 s a figure here).
+SMALL = dict(methods=["saliency", "gradcam"], attacks=["saliency", "pgd"], stems=STEMS[:2])
+
+
+def make_artifacts(root: Path, size: int = 32, seed: int = 0, metrics: bool = True, curves: bool = True,
+                   losses: bool = True, methods=METHODS, attacks=ATTACKS, stems=STEMS) -> Path:
+    """Write a complete fake pipeline output under ``root`` (by default 3 images, 8 methods, 6 attacks)."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    prepared = root / "data/prepared"
+    prepared.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for s in stems:
+        img = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+        Image.fromarray(img).save(prepared / f"{s}.png")
+        images[s] = img.transpose(2, 0, 1).astype(np.float32) / 255
+    n = len(stems)
+    pd.DataFrame({"file": [f"{s}.png" for s in stems], "stem": stems, "class_idx": [285, 967, 657][:n],
+                  "label": ["Egyptian cat", "espresso", "missile"][:n], "prob": [0.54, 0.9, 0.43][:n]}).to_csv(prepared / "manifest.csv", index=False)
+    maps = {}
+    for m in methods:
+        for s in stems:
+            channels = 1 if m in ("rise", "gradcam") else 3
+            attr = rng.normal(size=(channels, size, size)).astype(np.float32)
+            if m == "rise":
+                attr = np.abs(attr)
+            smap = np.maximum(attr[0], 0) if m == "gradcam" else np.abs(attr).sum(0)
+            maps[(m, s)] = smap
+            _write_npz(root / "data/explanations" / m / f"{s}.npz", attribution=attr, map=smap.astype(np.float32), target=np.int64(1))
+    for a in attacks:
+        for i, s in enumerate(stems):
+            t = "" if a == "pgd" else stems[(i + 1) % len(stems)]
+            x_adv = np.clip(images[s] + rng.uniform(-8 / 255, 8 / 255, images[s].shape), 0, 1).astype(np.float32)
+            adv_maps = {}
+            for m in methods:
+                w = 0.8 if m == a else 0.2
+                base = maps[(m, t)] if t else rng.random((size, size))
+                adv_maps[f"map_{m}"] = ((1 - w) * maps[(m, s)] + w * base).astype(np.float32)
+            _write_npz(root / "data/attacks" / a / f"{s}.npz", x_adv=x_adv, target_stem=np.array(t), label_adv=np.int64(281),
+                       prob_adv=np.float32(0.3), **adv_maps)
+    if metrics:
+        write_metric_tables(root, methods, attacks, stems)
+    if curves:
+        frac = np.linspace(0, 1, 9)
+        for kind in ("deletion", "insertion"):
+            rows = []
+            for k, m in enumerate([*methods, "random"]):
+                for s in stems:
+                    rate = 2 + k
+                    prob = np.exp(-rate * frac) if kind == "deletion" else 1 - np.exp(-rate * frac)
+                    rows += [{"method": m, "image": s, "attack": "none", "fraction": f, "prob": p} for f, p in zip(frac, prob)]
+            (root / "reports/plots").mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_csv(root / f"reports/plots/{kind}_curves.csv", index=False)
+    if losses:
+        (root / "reports/attack_loss").mkdir(parents=True, exist_ok=True)
+        steps = np.arange(20)
+        for a in attacks:
+            rows = [{"step": int(k), "image": s, "expl_loss": np.nan if a == "pgd" else 10 ** (-k / 5) * (j + 1),
+                     "output_loss": 0.01 * k, "beta": np.nan if a == "pgd" else 10 + 5 * k} for j, s in enumerate(stems) for k in steps]
+            pd.DataFrame(rows).to_csv(root / f"reports/attack_loss/{a}.csv", index=False)
+    return root
+
+
+def write_metric_tables(root: Path, methods=METHODS, attacks=ATTACKS, stems=STEMS) -> None:
+    """map_similarity / attack_quality / faithfulness in the metrics stage's format, with known means."""
+    rows = []
+    noises = [0.0] if len(stems) == 1 else np.linspace(-0.01, 0.01, len(stems))  # symmetric: the mean is exact
+    for a in attacks:
+        for j, s in enumerate(stems):
+            noise = noises[j]
+            for m in methods:
+                pairs = {"orig_adv": 0.7 if a == "pgd" else (0.5 if m == a else 0.8)}
+                if a != "pgd":
+                    pairs["orig_target"] = 0.05
+                    pairs["adv_target"] = OWN_R[a] + noise if m == a else 0.2 - 0.01 * METHODS.index(m)
+                for pair, r in pairs.items():
+                    rows.append({"image": s, "attack": a, "method": m, "pair": pair, "diagonal": m == a, "target": "",
+                                 "ssim": r, "mse": 1 - r, "psnr": 20.0, "pearson": r, "spearman": r, "top_k": r, "com_shift": 1.5})
+    mdir = root / "reports/metrics"
+    mdir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(mdir / "map_similarity.csv", index=False)
+    q = [{"image": s, "attack": a, "label_orig": 1, "label_adv": 1, "top1_kept": 1.0, "prob_orig": 0.5, "prob_adv": 0.4,
+          "prob_change": -0.1, "l2_255": 100.0, "linf_255": 8.0 if a == "pgd" else 3.0, "psnr": 40.0, "ssim": 0.99}
+         for a in attacks for s in stems]
+    pd.DataFrame(q).to_csv(mdir / "attack_quality.csv", index=False)
+    f = []
+    for s in stems:
+        for m in [*methods, "random"]:
+            f.append({"image": s, "attack": "none", "method": m, "deletion": 0.2 if m != "random" else 0.35,
+                      "insertion": INSERTION.get(m, 0.3)})
+        for a in [a for a in attacks if a != "pgd"]:
+            for m in (a, "random"):
+                f.append({"image": s, "attack": a, "method": m, "deletion": 0.25, "insertion": 0.5})
+    pd.DataFrame(f).to_csv(mdir / "faithfulness.csv", index=False)
+    (root / "reports/metrics.json").write_text(json.dumps({"images": 3, "attack": {"pgd": {"success_rate": 1.0}}}))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = make_artifacts(tmp_path_factory.mktemp("run"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    report = rep.write_report(root, "reports", params=params)
+    return root, report
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs, self.tags = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [(tag, k, v) for k, v in attrs if k in ("src", "href", "srcset", "data", "action", "poster")]
+
+
+def test_report_files_written(built):
+    root, report = built
+    out = root / "reports"
+    assert (out / "report.md").is_file() and (out / "index.html").is_file()
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    expected = {f"explanations_{s}.png" for s in STEMS} | {f"attack_{a}.png" for a in ATTACKS} | {
+        "attack_loss.png", "transfer_adv_target.png", "transfer_orig_adv.png", "deletion_curves.png", "insertion_curves.png"}
+    assert set(pngs) == expected
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert report.notes == []  # every input was there
+
+
+def test_markdown_references_exactly_the_figures_that_exist(built):
+    root, _ = built
+    md = (root / "reports/report.md").read_text()
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert refs and all((root / "reports" / r).is_file() for r in refs)
+    assert sorted(Path(r).name for r in refs) == sorted(p.name for p in (root / "reports/figures").glob("*.png"))
+
+
+def test_html_is_self_contained(built):
+    root, report = built
+    page = (root / "reports/index.html").read_text()
+    parser = _Refs()
+    parser.feed(page)
+    assert "script" not in parser.tags and "link" not in parser.tags and "iframe" not in parser.tags
+    srcs = [v for tag, k, v in parser.refs if k == "src"]
+    assert all(v.startswith("data:image/png;base64,") for v in srcs)
+    assert [(t, k) for t, k, v in parser.refs if k != "src"] == []
+    assert "url(" not in page and "@import" not in page
+    # each embedded image is byte-for-byte the figure file
+    files = {p.read_bytes() for p in (root / "reports/figures").glob("*.png")}
+    assert len(srcs) == len(files) == len(report.figures)
+    assert {base64.b64decode(v.split(",", 1)[1]) for v in srcs} == files
+
+
+def test_leaderboard_ranks_by_adversarial_target_similarity(built):
+    _, report = built
+    lb = report.tables["leaderboard_raw"]
+    ranked = lb[lb["rank"].notna()]
+    assert list(ranked["method"]) == sorted(OWN_R, key=OWN_R.get)  # least manipulable first
+    assert list(ranked["rank"]) == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(ranked["adv_target"], [OWN_R[m] for m in ranked["method"]], atol=1e-12)
+    assert ranked["adv_target"].is_monotonic_increasing
+    # methods without an attack of their own come last, with only the transfer value
+    rest = lb[lb["rank"].isna()]
+    assert rest["adv_target"].isna().all()
+    # transfer: r(adv, target) − r(orig, target) = (0.2 − 0.01·index) − 0.05, least moved first (not METHODS order)
+    assert list(rest["method"]) == ["gradcam", "occlusion", "gradient_shap"]
+    np.testing.assert_allclose(rest["worst_moved"], [0.15 - 0.01 * METHODS.index(m) for m in rest["method"]])
+    assert list(lb.index[lb["rank"].isna()]) == [5, 6, 7]
+
+
+def test_leaderboard_faithfulness_against_random(built):
+    _, report = built
+    lb = report.tables["leaderboard_raw"].set_index("method")
+    for m in METHODS:
+        assert lb.loc[m, "insertion"] == pytest.approx(INSERTION[m])
+        assert lb.loc[m, "insertion_gain"] == pytest.approx(INSERTION[m] - 0.3)
+        assert lb.loc[m, "deletion_gain"] == pytest.approx(0.35 - 0.2)
+    assert lb.loc["saliency", "moved"] == pytest.approx(0.9 - 0.05)
+    assert lb.loc["saliency", "linf_255"] == pytest.approx(3.0)
+    assert np.isnan(lb.loc["gradcam", "linf_255"])  # no attack named gradcam
+
+
+def test_report_explains_the_leaderboard(built):
+    root, _ = built
+    md = (root / "reports/report.md").read_text()
+    lb = md.split("## Robustness leaderboard", 1)[1].split("\n## ", 1)[0]
+    assert "more manipulable" in lb and "less trustworthy" in lb
+    table = [line for line in lb.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| rank | method | r(adv, target) own attack ↓ |")
+    assert [row.split("|")[2].strip() for row in table[2:]][:5] == sorted(OWN_R, key=OWN_R.get)
+    assert table[2].startswith("| 1 | rise | 0.200 |") and table[-1].split("|")[1].strip() == "—"
+
+
+def test_transfer_matrix_shapes_and_values(built):
+    root, _ = built
+    sim = rep.tidy(pd.read_csv(root / "reports/metrics/map_similarity.csv"))
+    adv_t = rep.transfer_matrix(sim, "pearson", "adv_target")
+    assert list(adv_t.index) == ATTACKS[:-1] and list(adv_t.columns) == METHODS  # no target for PGD
+    assert adv_t.loc["smoothgrad", "smoothgrad"] == pytest.approx(0.4)
+    assert adv_t.loc["smoothgrad", "occlusion"] == pytest.approx(0.14)
+    orig_adv = rep.transfer_matrix(sim, "pearson", "orig_adv")
+    assert list(orig_adv.index) == ATTACKS and orig_adv.loc["pgd"].tolist() == pytest.approx([0.7] * 8)
+
+
+def test_contract_column_names_give_the_same_leaderboard(built):
+    root, report = built
+    sim = pd.read_csv(root / "reports/metrics/map_similarity.csv").rename(columns={"image": "stem", "top_k": "topk"})
+    faith = pd.read_csv(root / "reports/metrics/faithfulness.csv")
+    faith["which"] = np.where(faith["attack"] == "none", "original", "adversarial")
+    faith["attack"] = faith["attack"].replace("none", "")
+    faith = faith.rename(columns={"deletion": "deletion_auc", "insertion": "insertion_auc"})
+    quality = rep.tidy(pd.read_csv(root / "reports/metrics/attack_quality.csv"))
+    lb = rep.leaderboard(rep.tidy(sim), rep.tidy(faith), quality, METHODS)
+    pd.testing.assert_frame_equal(lb, report.tables["leaderboard_raw"])
+
+
+def test_missing_inputs_are_reported_not_invented(tmp_path):
+    root = make_artifacts(tmp_path, metrics=False, losses=False, **SMALL)
+    report = rep.write_report(root, "reports", params={"model": {"name": "efficientnet_lite0"}})
+    md = (root / "reports/report.md").read_text()
+    names = {f.name for f in report.figures}
+    assert not {"transfer_adv_target.png", "attack_loss.png"} & names
+    assert "explanations_cat.png" in names and "deletion_curves.png" in names and "attack_pgd.png" in names  # what is there is still drawn
+    assert any("map_similarity.csv is missing" in n for n in report.notes)
+    assert any("attack_loss" in n for n in report.notes)
+    assert "## Missing inputs" in md and "map_similarity.csv is missing" in md
+    lb = md.split("## Robustness leaderboard", 1)[1].split("\n## ", 1)[0]
+    assert "Not available" in lb and "|" not in lb  # no table made of nothing
+
+
+def test_partial_metrics_say_which_numbers_are_missing(tmp_path):
+    root = make_artifacts(tmp_path, curves=False, losses=False)
+    (root / "reports/metrics/attack_quality.csv").unlink()
+    shutil.rmtree(root / "data/attacks")  # the tables alone make the leaderboard
+    faith = pd.read_csv(root / "reports/metrics/faithfulness.csv")
+    faith[faith["method"] != "random"].to_csv(root / "reports/metrics/faithfulness.csv", index=False)
+    report = rep.write_report(root, "reports")
+    lb = report.tables["leaderboard_raw"]
+    assert lb["linf_255"].isna().all() and lb["insertion_gain"].isna().all()
+    assert lb["adv_target"].notna().sum() == 5
+    md = (root / "reports/report.md").read_text()
+    assert "random-map baseline is missing" in md and "attack_quality.csv is missing" in md
+    assert "unequal budgets" not in md
+
+
+def test_unequal_attack_budgets_are_flagged(tmp_path):
+    root = make_artifacts(tmp_path, curves=False, losses=False)
+    shutil.rmtree(root / "data")
+    q = pd.read_csv(root / "reports/metrics/attack_quality.csv")
+    q.loc[q["attack"] == "rise", "linf_255"] = 12.0
+    q.to_csv(root / "reports/metrics/attack_quality.csv", index=False)
+    rep.write_report(root, "reports")
+    md = (root / "reports/report.md").read_text()
+    assert "own-attack L∞ from 3 to 12 /255" in md and "unequal budgets" in md
+
+
+def test_outputs_are_all_or_nothing(tmp_path, monkeypatch):
+    root = make_artifacts(tmp_path, metrics=False, losses=False, **SMALL)
+    out = root / "reports"
+    (out / "report.md").write_text("old report")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(rep.plots, "plot_curves", boom)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        rep.write_report(root, "reports")
+    assert (out / "report.md").read_text() == "old report"
+    assert not (out / "index.html").exists() and not (out / "figures").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_malformed_table_becomes_a_note(tmp_path):
+    root = make_artifacts(tmp_path, curves=False, losses=False)
+    shutil.rmtree(root / "data")  # only the tables matter here
+    sim = pd.read_csv(root / "reports/metrics/map_similarity.csv").drop(columns=["pearson"])
+    sim.to_csv(root / "reports/metrics/map_similarity.csv", index=False)
+    report = rep.write_report(root, "reports")
+    assert any("Transfer matrix left out" in n and "pearson" in n for n in report.notes)
+    assert report.tables["leaderboard_raw"]["adv_target"].isna().all()
+
+
+def test_markdown_table():
+    df = pd.DataFrame({"name": ["a|b", "c"], "r": [0.12345, np.nan], "n": [3, 4]}, index=pd.Index(["x", "y"], name="k"))
+    assert rep.markdown_table(df) == (
+        "| k | name | r | n |\n"
+        "|:---|:---|---:|---:|\n"
+        "| x | a\\|b | 0.123 | 3 |\n"
+        "| y | c | — | 4 |"
+    )
+
+
+@pytest.mark.parametrize("value, text", [(0.5, "0.500"), (3.0, "3"), (1e-5, "1e-05"), (12345.6, "1.23e+04"), (np.nan, "—"), (True, "yes")])
+def test_format_number(value, text):
+    assert rep.format_number(value) == text
+
+
+def test_report_stage_runs_in_a_fresh_folder(tmp_path, monkeypatch):
+    root = make_artifacts(tmp_path, curves=False, losses=False, **SMALL)
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    monkeypatch.chdir(root)
+    seen = []
+    real = rep.plots.plot_attack
+
+    def spy(rows, *args, **kwargs):
+        seen.extend(rows)
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(rep.plots, "plot_attack", spy)
+    runpy.run_path(str(ROOT / "stages/report.py"), run_name="__main__")
+    page = (root / "reports/index.html").read_text()
+    assert "espresso" in page and "Robustness leaderboard" in page
+    assert (root / "reports/figures/attack_saliency.png").is_file()
+    # x_adv's class index is named with the ImageNet labels (281 = tabby); targets come from target_stem
+    assert seen and {r.label_adv for r in seen} == {"tabby"}
+    assert [r.target_name for r in seen] == ["cup", "cat"]
