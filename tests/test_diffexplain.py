@@ -1,0 +1,113 @@
+"""Differentiable explanations equal Captum's (and RISE's) values on the real model."""
+import pytest
+import torch
+from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+
+from deepsaliency import generate_masks
+from deepsaliency.diffexplain import explanation, normalized_map, smoothgrad_noise
+from deepsaliency.errors import ParamError
+from deepsaliency.rise import explain as rise_explain
+
+TARGET = 285  # chelsea → Egyptian cat
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.fixture(scope="module")
+def x(samples):
+    return samples["chelsea"].clone()
+
+
+def test_saliency_matches_captum(model, x):
+    ours = explanation(model, x.clone().requires_grad_(), "saliency", TARGET, create_graph=True)
+    ref = Saliency(model).attribute(x.clone().requires_grad_(), target=TARGET, abs=True)
+    assert ours.requires_grad  # differentiable
+    assert rel_err(ours.detach(), ref) < 1e-4
+
+
+def test_input_x_gradient_matches_captum(model, x):
+    ours = explanation(model, x.clone().requires_grad_(), "input_x_gradient", TARGET, create_graph=False)
+    ref = InputXGradient(model).attribute(x.clone().requires_grad_(), target=TARGET)
+    assert rel_err(ours, ref) < 1e-4
+
+
+@pytest.mark.parametrize("integration", ["gausslegendre", "riemann_trapezoid"])
+def test_integrated_gradients_matches_captum(model, x, integration):
+    ours = explanation(model, x.clone().requires_grad_(), "integrated_gradients", TARGET, create_graph=False, n_steps=5, integration=integration)
+    ref = IntegratedGradients(model).attribute(
+        x.clone().requires_grad_(), baselines=torch.zeros_like(x), target=TARGET, n_steps=5, method=integration, internal_batch_size=16
+    )
+    assert rel_err(ours, ref) < 1e-4
+
+
+def test_smoothgrad_matches_captum_with_the_same_noise(model, x):
+    # Captum draws from the global generator; ours from a generator seeded alike: the draws are equal.
+    torch.manual_seed(3)
+    captum_noise = torch.normal(0, torch.full((2 * 2, 3, 4, 4), 0.2))
+    assert torch.equal(smoothgrad_noise(torch.Size((2, 3, 4, 4)), 2, 0.2, 3, 2, "cpu").view(2, 2, 3, 4, 4).flatten(0, 1), captum_noise)
+    ours = explanation(model, x.clone().requires_grad_(), "smoothgrad", TARGET, create_graph=False, nt_samples=3, stdevs=0.1, seed=7, nt_samples_batch_size=2)
+    torch.manual_seed(7)
+    ref = NoiseTunnel(Saliency(model)).attribute(
+        x.clone().requires_grad_(), nt_type="smoothgrad", nt_samples=3, stdevs=0.1, target=TARGET, nt_samples_batch_size=2, abs=True
+    )
+    assert rel_err(ours, ref) < 1e-4
+    again = explanation(model, x.clone().requires_grad_(), "smoothgrad", TARGET, create_graph=False, nt_samples=3, stdevs=0.1, seed=7, nt_samples_batch_size=2)
+    assert torch.equal(ours, again)  # fixed noise: deterministic
+
+
+def test_rise_matches_rise_explain_and_is_differentiable(model, x):
+    masks = generate_masks(N=12, s=7, p1=0.5, input_size=(224, 224), seed=1)
+    xr = x.clone().requires_grad_()
+    ours = explanation(model, xr, "rise", TARGET, create_graph=True, masks=masks, batch_size=6)
+    ref = rise_explain(model, x, masks, batch_size=6, target=TARGET)
+    assert ours.shape == (1, 1, 224, 224)
+    assert rel_err(ours.detach()[0, 0], ref) < 1e-4
+    (g,) = torch.autograd.grad(ours.sum(), xr)
+    assert g.abs().sum() > 0
+    # A subset of k masks equals RISE on those masks (sorted, fixed by mask_seed).
+    sub = explanation(model, x, "rise", TARGET, create_graph=False, masks=masks, rise_masks=4, mask_seed=0)
+    assert sub.shape == (1, 1, 224, 224) and rel_err(sub, ours.detach()) > 1e-3
+
+
+def test_batch_with_per_image_targets_equals_single_images(model, samples):
+    xb = torch.cat([samples["chelsea"], samples["coffee"]])
+    both = explanation(model, xb.clone().requires_grad_(), "integrated_gradients", [285, 967], create_graph=False, n_steps=3)
+    one = explanation(model, samples["coffee"].clone().requires_grad_(), "integrated_gradients", 967, create_graph=False, n_steps=3)
+    assert rel_err(both[1:], one) < 1e-4
+
+
+def test_saliency_second_derivative_exists(model, x):
+    # With ReLU6 the Hessian-vector product is mostly zero but the graph must exist and be finite.
+    xr = x.clone().requires_grad_()
+    h = normalized_map(explanation(model, xr, "saliency", TARGET, create_graph=True))
+    assert torch.allclose(h.sum((1, 2)), torch.ones(1))
+    (g,) = torch.autograd.grad((h**2).sum(), xr)
+    assert torch.isfinite(g).all()
+
+
+def test_bad_method_and_parameter_are_named(model, x):
+    with pytest.raises(ParamError, match="'occlusion' cannot be attacked"):
+        explanation(model, x, "occlusion", TARGET)
+    with pytest.raises(ParamError, match="integrated_gradients.n_steps: 0"):
+        explanation(model, x, "integrated_gradients", TARGET, n_steps=0)
+    with pytest.raises(ParamError, match="saliency: .*'n_steps'"):
+        explanation(model, x, "saliency", TARGET, n_steps=3)
+
+
+def test_integrated_gradients_random_path_points_estimate_the_integral(model, x):
+    def ig(**kw):
+        return explanation(model, x.clone().requires_grad_(), "integrated_gradients", TARGET, create_graph=False, n_steps=8, **kw).detach()
+
+    quad = ig()
+    draws = [ig(alpha_seed=s) for s in range(4)]
+    assert torch.equal(draws[1], ig(alpha_seed=1)) and not torch.equal(draws[0], draws[1])
+    with torch.no_grad():
+        gap = float(model(x)[0, TARGET] - model(torch.zeros_like(x))[0, TARGET])
+    # Unbiased: the draws' mean total is near f(x) − f(0) (completeness); each map resembles the quadrature's.
+    mean_total = sum(float(d.sum()) for d in draws) / len(draws)
+    assert abs(mean_total - gap) / abs(gap) < 0.25
+    for d in draws:
+        assert float(torch.corrcoef(torch.stack([d.abs().sum(1).flatten(), quad.abs().sum(1).flatten()]))[0, 1]) > 0.6
