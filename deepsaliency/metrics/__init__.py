@@ -1,0 +1,31 @@
+"""Metrics: how similar saliency maps are, how visible attacks are, how faithful maps are.
+
+* :mod:`.similarity` — map comparison (SSIM, MSE, PSNR, Pearson, Spearman, top-k
+  intersection, centre-of-mass shift) on maps scaled to [0, 1] by their maximum;
+* :mod:`.attack_quality` — top-1 kept, probability change, perturbation norms,
+  image PSNR/SSIM, PGD success rate;
+* :mod:`.faithfulness` — deletion and insertion AUC (Petsiuk et al. 2018);
+* :mod:`.tables` — the metrics stage's tables and summary.
+"""
+from .attack_quality import attack_quality, image_psnr, image_ssim, perturbation_l2, perturbation_linf, success_rate
+from .faithfulness import Curve, deletion, insertion, random_map
+from .similarity import (
+    PSNR_CAP,
+    center_of_mass_shift,
+    compare_maps,
+    compute_metrics,
+    mse,
+    normalize_map,
+    pearson,
+    psnr,
+    spearman,
+    ssim,
+    top_k_intersection,
+)
+
+__all__ = [
+    "compute_metrics", "compare_maps", "normalize_map", "ssim", "mse", "psnr", "pearson", "spearman",
+    "top_k_intersection", "center_of_mass_shift", "PSNR_CAP",
+    "attack_quality", "perturbation_l2", "perturbation_linf", "image_psnr", "image_ssim", "success_rate",
+    "deletion", "insertion", "random_map", "Curve",
+]
