@@ -103,7 +103,17 @@ def _colormap() -> Field:
     return Field(check, "a matplotlib colour map name, e.g. seismic, bwr, inferno, hot, viridis")
 
 
-SCHEMA: dict[str, dict[str, Field]] = {
+#: What every attacked method's own section under ``attack`` holds.
+_ATTACK_RUN: dict[str, Field] = {
+    "num_iter": _int(1),
+    "lr": _float(0, 1, lo_open=True),
+    "lr_end": _float(0, 1),
+    "a": _float(0),
+    "eval_every": _int(1),
+}
+
+#: section → key → :class:`Field`, or key → a nested mapping of the same kind.
+SCHEMA: dict[str, dict[str, Any]] = {
     "model": {
         "name": _str(),
         "checkpoint": _optional(_str()),
@@ -133,24 +143,35 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "attack": {
         "methods": _subset(ATTACK_METHODS),
         "target_image": _str(),
-        "num_iter": _int(1),
-        "lr": _float(0, lo_open=True),
-        "a": _float(0),
         "b": _float(0),
         "beta_start": _float(0, lo_open=True),
         "beta_end": _float(0, lo_open=True),
         "eps": _optional(_float(0, 1, lo_open=True), "null (no budget)"),
-        "eval_every": _int(1),
-        "ig_n_steps": _int(1),
-        "smoothgrad_samples": _int(1),
-        "rise_masks": _int(1),
         "seed": _int(0),
+        # One nested section per attacked method: its stage depends on it alone, so a sweep of
+        # attack.saliency.num_iter reruns attack@saliency and what is downstream, nothing else.
+        "saliency": {**_ATTACK_RUN},
+        "input_x_gradient": {**_ATTACK_RUN},
+        "integrated_gradients": {**_ATTACK_RUN, "n_steps": _int(1), "resample": _bool()},
+        "smoothgrad": {**_ATTACK_RUN, "nt_samples": _int(1), "resample": _bool()},
+        "rise": {**_ATTACK_RUN, "masks": _int(1), "resample": _bool()},
     },
     "pgd": {
         "eps": _float(0, 1, lo_open=True),
         "step_size": _float(0, 1, lo_open=True),
         "steps": _int(1),
         "seed": _int(0),
+    },
+    "metrics": {"top_k": _int(1)},
+    "faithfulness": {
+        "step": _int(1),
+        "substrate": _choice("mean", "zero", "blur"),
+        "blur_kernel": Field(lambda v: v if _int(1).check(v) is not _INVALID and v % 2 == 1 else _INVALID, "an odd integer ≥ 1"),
+        "blur_sigma": _float(0, lo_open=True),
+        "batch_size": _int(1),
+        "seed": _int(0),
+        "random_cell": _int(1),
+        "adversarial": _choice("diagonal", "all", "none"),
     },
     "plots": {
         "signed_cmap": _colormap(),
@@ -186,21 +207,28 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
 
 def validate_section(section: str, values: Any, source: str = "params.yaml") -> dict:
     """Check one section of :data:`SCHEMA`: every key present, none unknown, each value allowed."""
-    fields = SCHEMA[section]
+    return _validate_mapping(section, SCHEMA[section], values, source)
+
+
+def _validate_mapping(path: str, fields: dict[str, Any], values: Any, source: str) -> dict:
     if values is None and not fields:
         values = {}
     if not isinstance(values, dict):
-        raise ParamError(f"{source}: section {section!r} is missing or not a mapping")
+        raise ParamError(f"{source}: section {path!r} is missing or not a mapping")
     for key in values:
         if key not in fields:
-            raise ParamError(f"{section}.{key}: unknown key (allowed in {section!r}: {', '.join(fields) or 'none'})")
+            raise ParamError(f"{path}.{key}: unknown key (allowed in {path!r}: {', '.join(fields) or 'none'})")
     clean = {}
     for key, field in fields.items():
         if key not in values:
-            raise ParamError(f"{section}.{key}: missing (expected {field.allowed})")
+            allowed = f"a mapping with keys {', '.join(field)}" if isinstance(field, dict) else field.allowed
+            raise ParamError(f"{path}.{key}: missing (expected {allowed})")
+        if isinstance(field, dict):
+            clean[key] = _validate_mapping(f"{path}.{key}", field, values[key], source)
+            continue
         value = field.check(values[key])
         if value is _INVALID:
-            raise ParamError(f"{section}.{key}: {values[key]!r} is not allowed (expected {field.allowed})")
+            raise ParamError(f"{path}.{key}: {values[key]!r} is not allowed (expected {field.allowed})")
         clean[key] = value
     return clean
 
@@ -214,8 +242,20 @@ def _cross_checks(p: dict) -> None:
     device = p["model"]["device"]
     if not (device in ("auto", "cpu") or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ParamError(f"model.device: {device!r} is not allowed (expected auto, cpu, cuda or cuda:N)")
-    if p["attack"]["rise_masks"] > p["rise"]["N"]:
-        raise ParamError(f"attack.rise_masks: {p['attack']['rise_masks']!r} is not allowed (an integer in [1, {p['rise']['N']}], rise.N)")
+    pixels = size * size
+    for key, value, top in (("metrics.top_k", p["metrics"]["top_k"], pixels), ("faithfulness.step", p["faithfulness"]["step"], pixels),
+                            ("faithfulness.random_cell", p["faithfulness"]["random_cell"], size)):
+        if value > top:
+            raise ParamError(f"{key}: {value!r} is not allowed (an integer in [1, {top}] for model.input_size {size})")
+    missing = [m for m in p["attack"]["methods"] if m not in p["explain"]["methods"]]
+    if missing:
+        raise ParamError(f"attack.methods: {missing[0]!r} is not allowed (attacked methods must also be in explain.methods: {', '.join(p['explain']['methods'])})")
+    if p["attack"]["rise"]["masks"] > p["rise"]["N"]:
+        raise ParamError(f"attack.rise.masks: {p['attack']['rise']['masks']!r} is not allowed (an integer in [1, {p['rise']['N']}], rise.N)")
+    for method in ATTACK_METHODS:
+        run = p["attack"][method]
+        if run["lr_end"] > run["lr"]:
+            raise ParamError(f"attack.{method}.lr_end: {run['lr_end']!r} is not allowed (a number in [0, {run['lr']}], attack.{method}.lr)")
     if p["explain"]["target"] is not None and p["explain"]["target"] > 999:
         raise ParamError(f"explain.target: {p['explain']['target']!r} is not allowed (null or a class index in [0, 999])")
 

@@ -43,6 +43,19 @@ def test_the_shipped_params_are_valid():
         ("integrated_gradients.n_steps", -5, r"integrated_gradients.n_steps: -5 is not allowed"),
         ("smoothgrad.stdevs", 0.0, r"smoothgrad.stdevs: 0.0 is not allowed \(expected a number > 0\)"),
         ("prepare.resize", "squash", r"prepare.resize: 'squash' is not allowed \(expected one of stretch, center_crop\)"),
+        ("attack.saliency.num_iter", -1, r"attack.saliency.num_iter: -1 is not allowed \(expected an integer ≥ 1\)"),
+        ("attack.smoothgrad.lr", -0.1, r"attack.smoothgrad.lr: -0.1 is not allowed \(expected a number in \(0, 1\]\)"),
+        ("attack.saliency.lr_end", 0.5, r"attack.saliency.lr_end: 0.5 is not allowed \(a number in \[0, 0.002\], attack.saliency.lr\)"),
+        ("attack.eps", -0.01, r"attack.eps: -0.01 is not allowed \(expected null \(no budget\) or a number in \(0, 1\]\)"),
+        ("attack.methods", ["saliency", "gradcam"], r"attack.methods: \['saliency', 'gradcam'\] is not allowed \(expected a list of distinct names from saliency, "),
+        ("attack.rise.masks", 100000, r"attack.rise.masks: 100000 is not allowed \(an integer in \[1, \d+\], rise.N\)"),
+        ("attack.rise", None, r"section 'attack.rise' is missing or not a mapping"),
+        ("explain.methods", ["rise", "saliency"], r"attack.methods: 'input_x_gradient' is not allowed \(attacked methods must also be in explain.methods"),
+        ("pgd.eps", 0, r"pgd.eps: 0 is not allowed"),
+        ("metrics.top_k", 10**6, r"metrics.top_k: 1000000 is not allowed \(an integer in \[1, 50176\] for model.input_size 224\)"),
+        ("faithfulness.blur_kernel", 10, r"faithfulness.blur_kernel: 10 is not allowed \(expected an odd integer ≥ 1\)"),
+        ("faithfulness.substrate", "noise", r"faithfulness.substrate: 'noise' is not allowed \(expected one of mean, zero, blur\)"),
+        ("plots.signed_cmap", "rainbowz", r"plots.signed_cmap: 'rainbowz' is not allowed \(expected a matplotlib colour map name"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(path, value, message):
@@ -59,6 +72,10 @@ def test_typos_and_missing_keys_are_caught():
     params = copy.deepcopy(DEFAULTS)
     del params["rise"]["N"]
     with pytest.raises(ParamError, match=r"rise.N: missing"):
+        validate(params)
+    params = copy.deepcopy(DEFAULTS)
+    params["attack"]["saliency"]["num_iters"] = 10
+    with pytest.raises(ParamError, match=r"attack.saliency.num_iters: unknown key \(allowed in 'attack.saliency': num_iter, lr, lr_end, a, eval_every\)"):
         validate(params)
     params = copy.deepcopy(DEFAULTS)
     params["rsie"] = {}

@@ -1,4 +1,8 @@
-"""End to end: the real DVC pipeline in a temporary copy of the repo, on a tiny parameter profile."""
+"""End to end: the real DVC pipeline in a temporary git copy of the repo, on a tiny parameter profile.
+
+Two sample images (the manipulation attack needs a target image), four explanation
+methods, two attacked ones and a few iterations: every stage runs, in minutes.
+"""
 import hashlib
 import os
 import shutil
@@ -12,11 +16,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "rise": {"N": 16, "batch_size": 8},
+    "explain": {"methods": ["rise", "saliency", "integrated_gradients", "gradcam"]},
     "integrated_gradients": {"n_steps": 4},
     "smoothgrad": {"nt_samples": 2},
     "gradient_shap": {"n_samples": 2},
     "occlusion": {"window": 112, "stride": 112},
+    "attack": {"methods": ["saliency", "rise"], "saliency": {"num_iter": 2, "eval_every": 1},
+               "rise": {"num_iter": 1, "eval_every": 1, "masks": 4}},
+    "pgd": {"steps": 2},
+    "faithfulness": {"step": 12544},
 }
+IMAGES = ("chelsea.png", "coffee.png")
+# dvc exp run commits; a CI machine may have no git identity configured.
+GIT_IDENTITY = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in (("NAME", "deep-saliency test"), ("EMAIL", "test@localhost"))}
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -29,7 +41,7 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1", **GIT_IDENTITY)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -42,7 +54,7 @@ def stages_run(proc: subprocess.CompletedProcess) -> set[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A copy of the repo's tracked files with one sample image and the tiny profile."""
+    """A git repo holding the project's tracked files, two sample images and the tiny profile."""
     dst = tmp_path_factory.mktemp("project")
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
@@ -51,10 +63,13 @@ def project(tmp_path_factory) -> Path:
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dst / rel)
     (dst / "data/images").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "data/images/chelsea.png", dst / "data/images/chelsea.png")
+    for name in IMAGES:
+        shutil.copy2(ROOT / "data/images" / name, dst / "data/images" / name)
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["dvc", "config", "core.no_scm", "true"], dst)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "tiny profile"]):
+        run(cmd, dst)
     return dst
 
 
@@ -65,7 +80,7 @@ def digest(folder: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_repro_then_only_what_depends_on_a_changed_param_reruns(project):
     first = run(["dvc", "repro"], project)
-    assert {"prepare", "masks", "explain@rise", "explain@saliency"} <= stages_run(first)
+    assert {"prepare", "masks", "explain@rise", "explain@saliency", "attack@saliency", "attack@rise", "pgd", "metrics", "report"} <= stages_run(first)
     assert (project / "data/prepared/manifest.csv").read_text().splitlines()[1].startswith("chelsea.png,chelsea,285,Egyptian cat")
     before = digest(project / "data/explanations")
 
@@ -80,7 +95,7 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(project):
     assert "masks" in changed and "explain@rise" in changed
     assert not changed & {"prepare", "explain@saliency", "explain@integrated_gradients", "explain@gradcam"}
     rerun = stages_run(run(["dvc", "repro"], project))
-    assert {"masks", "explain@rise"} <= rerun
+    assert {"masks", "explain@rise", "attack@rise", "metrics", "report"} <= rerun
     assert not rerun & {"prepare", "explain@saliency", "explain@integrated_gradients", "explain@gradcam"}
     after = digest(project / "data/explanations")
     assert after["rise/chelsea.npz"] != before["rise/chelsea.npz"]
@@ -90,6 +105,27 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(project):
 @pytest.mark.slow
 def test_a_stage_rerun_is_byte_identical(project):
     run(["dvc", "repro"], project)
-    before = digest(project / "data")
-    run(["dvc", "repro", "--force", "masks", "explain@rise", "explain@smoothgrad", "explain@gradient_shap"], project)
-    assert digest(project / "data") == before
+    outputs = ("data", "reports/metrics", "reports/metrics.json", "reports/attack_loss")
+    before = {o: digest(project / o) if (project / o).is_dir() else (project / o).read_bytes() for o in outputs}
+    stages = ["masks", "explain@rise", "explain@smoothgrad", "explain@gradient_shap", "attack@saliency", "attack@rise", "pgd", "metrics"]
+    forced = stages_run(run(["dvc", "repro", "--force", "--single-item", *stages], project))
+    assert set(stages) <= forced
+    after = {o: digest(project / o) if (project / o).is_dir() else (project / o).read_bytes() for o in outputs}
+    assert after == before
+
+@pytest.mark.slow
+def test_an_experiment_reruns_one_attack_and_dvc_diffs_show_it(project):
+    """The README's comparison commands: dvc exp run -S, then dvc params diff / dvc metrics diff against HEAD."""
+    run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline", "--allow-empty"], project)
+    exp = run(["dvc", "exp", "run", "-S", "attack.saliency.num_iter=4"], project)
+    assert stages_run(exp) == {"attack@saliency", "metrics", "report"}
+    params_diff = run(["dvc", "params", "diff", "--md"], project).stdout
+    assert "| params.yaml | attack.saliency.num_iter | 2 | 4 |" in params_diff
+    metrics_diff = run(["dvc", "metrics", "diff", "--md"], project).stdout
+    changed = [line for line in metrics_diff.splitlines() if "similarity.saliency.diagonal.adv_target" in line]
+    assert changed, metrics_diff  # the attacked map moved differently with more steps
+    assert not [line for line in metrics_diff.splitlines() if "attack.rise." in line]  # the other attack did not rerun
+    shown = run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout
+    assert "attack.saliency.num_iter" in shown or "num_iter" in shown
