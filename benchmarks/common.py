@@ -27,11 +27,19 @@ def best_time(fn: Callable[[], object], device: torch.device, repeats: int = 3, 
     return best
 
 
-def forward_throughput(model, batch_sizes=(1, 2, 4, 8, 16, 32), repeats: int = 3) -> tuple[float, int]:
-    """Best batched inference throughput (images/s) of ``model`` and the batch size that reached it."""
+def forward_throughput(model, batch_sizes=(1, 2, 4, 8, 16, 32), repeats: int = 5, warmup_s: float = 2.0) -> tuple[float, int]:
+    """Best batched inference throughput (images/s) of ``model`` and the batch size that reached it.
+
+    The CPU is first kept busy for ``warmup_s`` seconds (oneDNN primitive caches, clock
+    ramp-up): without it the first batch sizes measured read up to 2× slow.
+    """
     h, w = model.input_size
     best = (0.0, 1)
     with torch.inference_mode():
+        x = torch.rand(8, 3, h, w, device=model.device).contiguous(memory_format=torch.channels_last)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < warmup_s:
+            model(x)
         for b in batch_sizes:
             x = torch.rand(b, 3, h, w, device=model.device).contiguous(memory_format=torch.channels_last)
             t = best_time(lambda: model(x), model.device, repeats)
