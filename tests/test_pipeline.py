@@ -4,6 +4,7 @@ Two sample images (the manipulation attack needs a target image), four explanati
 methods, two attacked ones and a few iterations: every stage runs, in minutes.
 """
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -73,6 +74,18 @@ def project(tmp_path_factory) -> Path:
     return dst
 
 
+def saliency_iterations(exp_show) -> list:
+    """attack.saliency.num_iter of every commit and experiment in `dvc exp show --json`."""
+    if isinstance(exp_show, list):
+        return [n for item in exp_show for n in saliency_iterations(item)]
+    if not isinstance(exp_show, dict):
+        return []
+    found = []
+    if "params.yaml" in (exp_show.get("params") or {}):
+        found.append(exp_show["params"]["params.yaml"]["data"]["attack"]["saliency"]["num_iter"])
+    return found + [n for key, value in exp_show.items() if key != "params" for n in saliency_iterations(value)]
+
+
 def digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -121,11 +134,12 @@ def test_an_experiment_reruns_one_attack_and_dvc_diffs_show_it(project):
     run(["git", "commit", "-qm", "baseline", "--allow-empty"], project)
     exp = run(["dvc", "exp", "run", "-S", "attack.saliency.num_iter=4"], project)
     assert stages_run(exp) == {"attack@saliency", "metrics", "report"}
-    params_diff = run(["dvc", "params", "diff", "--md"], project).stdout
-    assert "| params.yaml | attack.saliency.num_iter | 2 | 4 |" in params_diff
-    metrics_diff = run(["dvc", "metrics", "diff", "--md"], project).stdout
-    changed = [line for line in metrics_diff.splitlines() if "similarity.saliency.diagonal.adv_target" in line]
-    assert changed, metrics_diff  # the attacked map moved differently with more steps
-    assert not [line for line in metrics_diff.splitlines() if "attack.rise." in line]  # the other attack did not rerun
-    shown = run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout
-    assert "attack.saliency.num_iter" in shown or "num_iter" in shown
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
+    changed = params_diff["params.yaml"]
+    assert list(changed) == ["attack.saliency.num_iter"] and (changed["attack.saliency.num_iter"]["old"], changed["attack.saliency.num_iter"]["new"]) == (2, 4)
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)["reports/metrics.json"]
+    moved = {k: v for k, v in metrics_diff.items() if k.startswith("similarity.saliency.diagonal.adv_target.")}
+    assert moved and all(v["old"] != v["new"] for v in moved.values()), metrics_diff  # more steps, another adversarial map
+    assert not [k for k in metrics_diff if k.startswith(("attack.rise.", "similarity.rise."))]  # that stage did not rerun
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    assert {2, 4} <= set(saliency_iterations(shown))  # the baseline and the experiment, side by side
