@@ -19,6 +19,6 @@ CI_PROFILE=(
   attack.smoothgrad.eval_every=1 attack.rise.eval_every=1
   pgd.steps=3 faithfulness.step=3136
 )
-rm -rf data/prepared data/masks data/explanations data/attacks reports/figures reports/metrics
+rm -rf data/prepared data/masks data/explanations data/attacks reports/figures reports/metrics reports/metrics.json reports/report.md reports/index.html
 dvc exp run --name ci-report $(printf -- '-S %s ' "${CI_PROFILE[@]}")
 python .ci/check_report.py
