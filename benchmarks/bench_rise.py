@@ -8,8 +8,7 @@ throughput (target ≤ 1.10), and peak memory (target ≤ 1.5 GB RSS on CPU).
 
 On a shared machine the throughput of the same code drifts by tens of percent
 within minutes, so the ratio is measured twice: (1) one full RISE run against
-the best throughput seen before or after it (strict: the reference is the luckiest
-moment), and (2) interleaved: N masks in ``--chunks`` parts, each RISE part
+the best batched throughput measured right after it (over batch sizes 1–32), and (2) interleaved: N masks in ``--chunks`` parts, each RISE part
 followed at once by the same number of plain forward passes at the best batch
 size, so both sides of the ratio see the same machine state.
 """
@@ -55,8 +54,7 @@ def main() -> None:
     # throughput sweep's large batches.
     t_rise = best_time(lambda: explain(model, x, masks, batch_size=batch, target=285), model.device, repeats=1, warmup=0)
     rss = peak_rss_gb()
-    rate_before = forward_throughput(model)
-    rate, best_batch = rate_before
+    rate, best_batch = forward_throughput(model)
     floor = args.N / rate
 
     bounds = [round(k * args.N / args.chunks) for k in range(args.chunks + 1)]
