@@ -1,16 +1,27 @@
-"""Stage prepare: data/images → data/prepared (RGB at the model's input size + manifest.csv)."""
+"""Stage prepare: data/images → data/prepared (RGB at the model's input size + manifest.csv).
+
+Prints one line per file it skips (not an image) or per multi-frame file (first frame used), the sample it
+drew, the manifest (the first 50 rows) and, when true labels exist, the model's top-1 accuracy.
+"""
 from deepsaliency.config import load_params
-from deepsaliency.data import prepare_images
+from deepsaliency.data import prepare_images, scan_images
 from deepsaliency.models import load_model
 from deepsaliency.stage import atomic_dir, run_stage
 
 
 def main() -> None:
     params = load_params()
+    prep = params["prepare"]
+    scan_images(prep["images"], prep["labels"])  # a bad folder or labels file fails before the model loads
     model = load_model(**params["model"])
     with atomic_dir("data/prepared") as out:
-        manifest = prepare_images(params["prepare"]["images"], out, model, params["prepare"]["resize"])
-    print(manifest.to_string(index=False))
+        manifest = prepare_images(prep["images"], out, model, prep["resize"], labels=prep["labels"],
+                                  sample=prep["sample"])
+    print(manifest.head(50).to_string(index=False))
+    if len(manifest) > 50:
+        print(f"… {len(manifest) - 50} more rows in data/prepared/manifest.csv")
+    if "correct" in manifest:
+        print(f"top-1 accuracy: {manifest['correct'].mean():.3f} ({int(manifest['correct'].sum())}/{len(manifest)})")
 
 
 if __name__ == "__main__":

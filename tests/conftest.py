@@ -23,3 +23,12 @@ def samples(model):
     from deepsaliency import load_img
 
     return {p.stem: load_img(p, model)[1] for p in sorted(SAMPLES.iterdir())}
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory):
+    """(root, table): the real photos of deepsaliency.datasets as a labelled ImageFolder, 2 seeded copies each."""
+    from deepsaliency.datasets import make_real_photo_folder
+
+    root = tmp_path_factory.mktemp("photos") / "images"
+    return root, make_real_photo_folder(root, copies_per_photo=2, seed=0)
