@@ -3,14 +3,15 @@ import math
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from deepsaliency.errors import AttributionError, ParamError
 from deepsaliency.metrics import deletion, insertion, random_map
-from deepsaliency.metrics.faithfulness import auc, blur, pixel_ranks
-from deepsaliency.models import IMAGENET_MEAN
+from deepsaliency.metrics.faithfulness import auc, blur, pixel_ranks, reference_kernel
+from deepsaliency.models import IMAGENET_MEAN, IMAGENET_STD
 
 
 class LinearProb(nn.Module):
@@ -89,6 +90,63 @@ def test_insertion_starts_blurred_ends_at_the_image_and_the_perfect_order_is_ana
     assert max(randoms) < perfect.auc
 
 
+def _gkern_by_hand(klen: int, sigma: float) -> np.ndarray:
+    """The reference's gkern from its definition, without scipy: a sampled Gaussian (radius round(4σ), weights
+    normalised to 1) correlated with a centred unit impulse, the grid extended by half-sample reflection."""
+    r = int(4 * sigma + 0.5)
+    w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    w /= w.sum()
+
+    def reflect(i: int) -> int:  # ... c b a | a b c ... | c b a ...: period 2·klen
+        i %= 2 * klen
+        return i if i < klen else 2 * klen - 1 - i
+
+    g = np.zeros(klen)
+    for i in range(klen):
+        for j in range(-r, r + 1):
+            g[i] += w[j + r] * (reflect(i + j) == klen // 2)
+    return np.outer(g, g)  # the 2-D filter is separable: one pass per axis
+
+
+def _reference_blur(x: torch.Tensor, klen: int, sigma: float) -> torch.Tensor:
+    """The reference's substrate as its notebook computes it, by scipy instead of torch: normalise with ImageNet's
+    mean and std, correlate each channel with gkern (zero padding, 'same' size), undo the normalisation."""
+    mean, std = np.array(IMAGENET_MEAN)[:, None, None], np.array(IMAGENET_STD)[:, None, None]
+    k = _gkern_by_hand(klen, sigma)
+    out = []
+    for img in x.double().numpy():
+        z = (img - mean) / std
+        z = np.stack([scipy.ndimage.correlate(c, k, mode="constant", cval=0.0) for c in z])
+        out.append(z * std + mean)
+    return torch.from_numpy(np.stack(out)).to(x.dtype)
+
+
+def test_blur_kernel_is_the_references_nearly_flat_gkern():
+    # Issue 12: gkern(11, 5) is gaussian_filter of an impulse on an 11×11 grid; σ 5 has radius 20, so the
+    # reflections fold the tails back and the kernel is nearly flat — not torchvision's truncated Gaussian.
+    for klen, sigma in ((11, 5.0), (5, 1.0), (3, 0.5), (1, 2.0)):
+        np.testing.assert_allclose(reference_kernel(klen, sigma), _gkern_by_hand(klen, sigma), rtol=0, atol=1e-12)
+    k = reference_kernel(11, 5)
+    assert k.sum() == pytest.approx(1.0, abs=1e-12)
+    assert k[0, 0] / k[5, 5] == pytest.approx(0.876, abs=1e-3)  # a truncated σ-5 Gaussian has e⁻¹ = 0.368 there
+    with pytest.raises(ParamError, match=r"faithfulness.blur_sigma: 0 is not allowed \(a number > 0\)"):
+        reference_kernel(11, 0)
+
+
+def test_blur_is_the_references_zero_padded_convolution_in_normalised_space():
+    x = torch.from_numpy(np.random.default_rng(5).random((2, 3, 12, 10))).float()
+    for klen, sigma in ((11, 5.0), (5, 2.0)):
+        np.testing.assert_allclose(blur(x, klen, sigma), _reference_blur(x, klen, sigma), rtol=0, atol=1e-6)
+    assert blur(x[0], 11, 5.0).shape == (3, 12, 10)
+    # Zero in normalised space is the mean colour: an image of the mean colour is left as it is, borders included,
+    # where reflect padding (torchvision) and this padding differ on every other image.
+    grey = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).expand(1, 3, 12, 10)
+    np.testing.assert_allclose(blur(grey), grey, atol=1e-6)
+    assert (blur(x) - gaussian_blur(x, [11, 11], [5.0, 5.0])).abs().max() > 0.05
+    with pytest.raises(ParamError, match=r"mean: 2 values are not allowed \(one per channel of x, 3\)"):
+        blur(x, mean=(0.5, 0.5))
+
+
 def test_ties_are_broken_by_a_seeded_permutation():
     ranks = pixel_ranks(np.array([[3.0, 1.0], [2.0, 1.0]]), seed=0)
     assert ranks[0] == 0 and ranks[2] == 1 and sorted(ranks[[1, 3]]) == [2, 3]
@@ -148,10 +206,10 @@ def test_on_the_real_model_gradcam_ranks_better_than_its_reverse(model, samples)
     with torch.inference_mode():
         p = float(model(x).softmax(-1)[0, 285])
         p_mean = float(model(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).expand_as(x)).softmax(-1)[0, 285])
-        p_blur = float(model(gaussian_blur(x, [11, 11], [5.0, 5.0])).softmax(-1)[0, 285])
+        p_blur = float(model(_reference_blur(x, 11, 5.0)).softmax(-1)[0, 285])
     assert len(d_cam.probs) == 15 and d_cam.fractions[-1] == 1
     assert d_cam.probs[0] == pytest.approx(p, abs=1e-4) and i_cam.probs[-1] == pytest.approx(p, abs=1e-4)
     assert d_cam.probs[-1] == pytest.approx(p_mean, abs=1e-4)  # everything deleted: the mean-colour image
-    assert i_cam.probs[0] == pytest.approx(p_blur, abs=1e-4)  # nothing inserted yet: the blurred image (kernel 11, σ 5)
+    assert i_cam.probs[0] == pytest.approx(p_blur, abs=1e-4)  # nothing inserted yet: the reference's gkern(11, 5) blur
     assert all(math.isfinite(v) and 0 <= v <= 1 for v in (d_cam.auc, d_rev.auc, i_cam.auc))
     assert d_cam.auc < d_rev.auc - 0.1

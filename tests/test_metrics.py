@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.ndimage
 import torch
 import yaml
 from PIL import Image
+from skimage.metrics import structural_similarity
 
 from deepsaliency.errors import AttributionError, DeepSaliencyError, ParamError
 from deepsaliency.metrics import (
@@ -34,6 +36,7 @@ from deepsaliency.metrics import (
     top_k_intersection,
 )
 from deepsaliency.metrics import tables
+from deepsaliency.metrics.similarity import min_max_map
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -49,18 +52,65 @@ def test_identical_maps_score_perfectly():
                  "spearman": pytest.approx(1.0), "top_k": 1.0, "com_shift": 0.0}
 
 
-def test_maps_are_compared_after_dividing_by_their_max():
+def test_maps_are_compared_after_rescaling_min_max():
+    # Issue 12: SSIM/MSE/PSNR rescale each map min–max (scale AND offset removed); the old rule divided by the max.
     np.testing.assert_allclose(normalize_map(4 * MAP).max(), 1.0)
     assert compute_metrics(MAP, 1000 * MAP) == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-20), PSNR_CAP)
+    assert compute_metrics(MAP, 5 + 1000 * MAP) == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-20), PSNR_CAP)
+    mm = min_max_map(3 + 2 * MAP)
+    np.testing.assert_allclose(mm, (MAP - MAP.min()) / (MAP.max() - MAP.min()), atol=1e-12)
+    assert (mm.min(), mm.max()) == (0.0, 1.0)
     assert normalize_map(np.zeros((8, 8))).sum() == 0  # all-zero stays zero
+    # A constant map has no range: it becomes all zeros, like an all-zero map.
+    assert min_max_map(np.full((8, 8), 3.0)).tolist() == np.zeros((8, 8)).tolist()
 
 
 def test_mse_and_psnr_by_hand():
-    a, b = np.ones((8, 8)), np.ones((8, 8))
+    a = np.ones((8, 8))
+    a[7, 7] = 0  # range [0, 1]: min–max leaves it as it is
+    b = a.copy()
     b[:2] = 0  # 16 of 64 pixels differ by 1
     assert mse(a, b) == 0.25
     assert psnr(a, b) == pytest.approx(10 * math.log10(1 / 0.25))  # 6.0206 dB
-    assert ssim(np.zeros((8, 8)), np.full((8, 8), 3.0)) == pytest.approx(1e-4 / (1 + 1e-4))  # (C1 · C2) / ((1 + C1) · C2)
+    # An offset and a scale do not change them (the old max rule gave MSE 0.2556 for 3 + 2a against b).
+    assert mse(3 + 2 * a, b) == pytest.approx(0.25) and psnr(3 + 2 * a, b) == pytest.approx(6.0206, abs=1e-4)
+    # Two constant maps are both all zeros after min–max: identical (the old rule gave SSIM 1e-4 / (1 + 1e-4)).
+    assert (ssim(np.zeros((8, 8)), np.full((8, 8), 3.0)), mse(np.zeros((8, 8)), np.full((8, 8), 3.0))) == (1.0, 0.0)
+
+
+def _smooth_field(seed: int, size: int = 64) -> np.ndarray:
+    """A smooth random map rescaled to [0, 1] by hand (blob-like, as RISE's)."""
+    f = scipy.ndimage.gaussian_filter(np.random.default_rng(seed).random((size, size)), 4)
+    return (f - f.min()) / (f.max() - f.min())
+
+
+def test_offset_maps_get_the_ssim_of_their_shapes_not_of_their_offset():
+    # Issue 12: two maps spanning 0.2–0.5 (RISE's saliency is a mean probability: a large constant offset)
+    # whose shapes share half their variance.
+    shape_a = _smooth_field(1)
+    shape_b = 0.5 * shape_a + 0.5 * _smooth_field(2)
+    shape_b = (shape_b - shape_b.min()) / (shape_b.max() - shape_b.min())
+    a, b = 0.2 + 0.3 * shape_a, 0.2 + 0.3 * shape_b
+    direct = structural_similarity(shape_a, shape_b, data_range=1.0)  # skimage on the hand-rescaled maps: 0.500
+    assert ssim(a, b) == pytest.approx(direct, abs=1e-12)
+    assert ssim(a, b) == pytest.approx(ssim(shape_a, shape_b), abs=1e-12)
+    assert mse(a, b) == pytest.approx(np.mean((shape_a - shape_b) ** 2), abs=1e-15)
+    # The old rule (divide by the max, data_range=1) keeps the offset and inflates SSIM: 0.602.
+    old = structural_similarity(a / a.max(), b / b.max(), data_range=1.0)
+    assert ssim(a, b) < old - 0.1
+    # Quantus' convention (max-normalised maps, data_range = the pair's joint range) still sees the offset: 0.529.
+    am, bm = a / a.max(), b / b.max()
+    quantus = structural_similarity(am, bm, data_range=float(np.ptp(np.concatenate([am, bm]))))
+    assert ssim(a, b) < quantus - 0.02
+    # Every entry point uses the same rule.
+    cm = compare_maps(a, b, top_k=100)
+    assert compute_metrics(a, b) == (ssim(a, b), mse(a, b), psnr(a, b)) == (cm["ssim"], cm["mse"], cm["psnr"])
+    # The rank and centre metrics are unchanged: offset-invariant, and the centre of mass of the maps themselves.
+    assert cm["pearson"] == pytest.approx(pearson(shape_a, shape_b))
+    assert cm["spearman"] == pytest.approx(spearman(shape_a, shape_b))
+    assert cm["top_k"] == top_k_intersection(shape_a, shape_b, 100)
+    com = np.subtract(scipy.ndimage.center_of_mass(a), scipy.ndimage.center_of_mass(b))
+    assert cm["com_shift"] == pytest.approx(float(np.hypot(*com)), abs=1e-9)
 
 
 def test_reversed_ramp_is_perfectly_anticorrelated():
@@ -176,11 +226,14 @@ def _rows(kind: str) -> pd.DataFrame:
 def test_summary_separates_attack_and_transfer_and_is_finite():
     summary = tables.summarize(_rows("similarity"), _rows("quality"), _rows("faithfulness"))
     sim = summary["similarity"]
-    assert sim["saliency"]["diagonal"]["orig_adv"]["ssim"] == pytest.approx(0.1)
-    assert sim["saliency"]["transfer"]["adv_target"]["pearson"] == pytest.approx(0.6)  # mean of gradcam 0.5, rise 0.7
+    assert sim["saliency"]["diagonal"]["orig_adv"]["ssim"]["mean"] == pytest.approx(0.1)
+    # mean of gradcam 0.5, rise 0.7
+    assert sim["saliency"]["transfer"]["adv_target"]["pearson"]["mean"] == pytest.approx(0.6)
     assert list(sim["pgd"]) == ["all"] and list(sim["pgd"]["all"]) == ["orig_adv"]
-    assert summary["attack"]["pgd"]["success_rate"] == 0.5 and summary["attack"]["pgd"]["top1_kept"] == 0.5
-    assert summary["faithfulness"]["original"]["random"] == {"deletion": 0.1, "insertion": 0.5}
+    assert summary["attack"]["pgd"]["success_rate"]["mean"] == 0.5
+    assert summary["attack"]["pgd"]["top1_kept"]["mean"] == 0.5
+    assert summary["faithfulness"]["original"]["random"] == {k: {"mean": v, "ci_low": v, "ci_high": v, "n": 1}
+                                                             for k, v in (("deletion", 0.1), ("insertion", 0.5))}
     json.dumps(summary, allow_nan=False)
 
 
@@ -253,6 +306,10 @@ def _make_project(root: Path) -> dict:
             np.savez(d / f"{stem}.npz", x_adv=x_adv, target_stem=np.array("" if attack == "pgd" else target),
                      label_adv=np.int64(label_adv), prob_adv=np.float64(0.1),
                      **{f"map_{m}": v for m, v in amaps.items()})
+    # The attack stage's loss log is part of its contract (the metrics stage gathers it for the plots).
+    (root / "reports/attack_loss").mkdir(parents=True)
+    pd.DataFrame({"step": [1, 1], "image": ["a", "b"], "expl_loss": [1e-9, 2e-9], "output_loss": [0.0, 1e-8],
+                  "beta": [10.0, 10.0]}).to_csv(root / "reports/attack_loss/saliency.csv", index=False)
     return {"maps": maps, "adv": adv}
 
 
@@ -304,8 +361,8 @@ def test_stage_summary_is_finite_and_readable(stage_run):
     root, _ = stage_run
     summary = json.loads((root / "reports/metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
     assert summary["images"] == 2
-    assert summary["attack"]["pgd"]["success_rate"] == 0.5  # b's label flipped, a's did not
-    assert summary["attack"]["saliency"]["top1_kept"] == 0.5
+    assert summary["attack"]["pgd"]["success_rate"]["mean"] == 0.5  # b's label flipped, a's did not
+    assert summary["attack"]["saliency"]["top1_kept"]["mean"] == 0.5
     assert set(summary["similarity"]["saliency"]) == {"diagonal", "transfer"}
     assert set(summary["faithfulness"]) == {"original", "saliency"}
     assert set(summary["faithfulness"]["saliency"]) == {"saliency", "random"}

@@ -14,6 +14,7 @@ from .similarity import (
     center_of_mass_shift,
     compare_maps,
     compute_metrics,
+    min_max_map,
     mse,
     normalize_map,
     pearson,
@@ -24,7 +25,7 @@ from .similarity import (
 )
 
 __all__ = [
-    "compute_metrics", "compare_maps", "normalize_map", "ssim", "mse", "psnr", "pearson", "spearman",
+    "compute_metrics", "compare_maps", "normalize_map", "min_max_map", "ssim", "mse", "psnr", "pearson", "spearman",
     "top_k_intersection", "center_of_mass_shift", "PSNR_CAP",
     "attack_quality", "perturbation_l2", "perturbation_linf", "image_psnr", "image_ssim", "success_rate",
     "deletion", "insertion", "random_map", "Curve",

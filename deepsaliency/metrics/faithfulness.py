@@ -7,8 +7,8 @@ of Black-box Models", https://arxiv.org/abs/1806.07421, section 4.1.
   pixels still present by a substrate (mean colour, black, or a blurred copy),
   again and again until none is left. A faithful map makes the probability of
   the class fall fast: *lower* AUC is better.
-* **Insertion**: starting from a Gaussian-blurred copy, put the original pixels
-  back in the same order. A faithful map makes the probability rise fast:
+* **Insertion**: starting from a blurred copy (the reference's, :func:`blur`), put
+  the original pixels back in the same order. A faithful map makes the probability rise fast:
   *higher* AUC is better.
 
 The probability is the softmax probability of one fixed class (the class
@@ -23,9 +23,13 @@ reference implementation (``eclique/RISE`` ``evaluation.py``), all documented:
 * the model takes [0, 1] pixels, so the reference's "zeros" substrate (zero in
   ImageNet-*normalised* space) is ``substrate="mean"`` here (the model's
   normalisation mean colour); ``"zero"`` is a black image;
-* the blur is ``torchvision.transforms.functional.gaussian_blur`` (kernel 11,
-  σ 5, reflect padding) where the reference convolves a kernel built with
-  ``scipy.ndimage.gaussian_filter`` with zero padding in normalised space;
+* the blur is the reference's own (:func:`blur`, none other): its ``gkern(11, 5)``
+  kernel (``scipy.ndimage.gaussian_filter`` of a centred unit impulse on an
+  11×11 grid, which at σ 5 is a nearly flat filter, corner/centre 0.88) applied
+  with zero padding in *normalised* space, i.e. padding with the model's mean
+  colour in pixel space. It is not a truncated Gaussian of σ 5. On the three
+  sample images the reference's own evaluation code (run on a CPU) gives the
+  same insertion AUCs to 0.001 for maps without ties (see the README);
 * pixels with equal saliency are ordered by a seeded random permutation (the
   reference's unstable ``np.argsort`` leaves that order to chance);
 * the AUC uses the true fraction of pixels changed at each point, equal to
@@ -38,19 +42,22 @@ Every curve is computed in batches under ``torch.inference_mode``: all
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.ndimage
 import torch
 from torch import nn
 
 from ..errors import ParamError
+from ..models import preserves_model_state
 from .similarity import check_map
 
 #: Deletion substrates: what a deleted pixel becomes.
 SUBSTRATES = ("mean", "zero", "blur")
 
-#: The reference's settings (eclique/RISE evaluation notebook: step 224, kernel 11, σ 5).
+#: The reference's settings (eclique/RISE evaluation notebook: step 224, ``gkern(klen=11, nsig=5)``).
 REFERENCE_BLUR_KERNEL = 11
 REFERENCE_BLUR_SIGMA = 5.0
 
@@ -118,32 +125,90 @@ def pixel_ranks(saliency: np.ndarray, seed: int = 0) -> np.ndarray:
     return ranks
 
 
-def blur(x: torch.Tensor, kernel: int = REFERENCE_BLUR_KERNEL, sigma: float = REFERENCE_BLUR_SIGMA) -> torch.Tensor:
-    """Gaussian-blurred copy of images (B, 3, H, W) (torchvision, reflect padding): the insertion start."""
-    from torchvision.transforms.functional import gaussian_blur
+def reference_kernel(kernel: int = REFERENCE_BLUR_KERNEL, sigma: float = REFERENCE_BLUR_SIGMA) -> np.ndarray:
+    """The reference's 2-D blur kernel: ``gkern(klen=kernel, nsig=sigma)`` of eclique/RISE ``evaluation.py``.
 
-    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+    ``scipy.ndimage.gaussian_filter`` (σ = ``sigma``, its defaults ``mode="reflect"``,
+    ``truncate=4``) of a unit impulse at the centre of a ``kernel``×``kernel`` grid
+    (Petsiuk et al. 2018, https://arxiv.org/abs/1806.07421, evaluation code). When the
+    Gaussian's support (radius ``round(4σ)``) exceeds the grid, the reflections fold its
+    tails back in: at (11, 5) the kernel is nearly flat (corner/centre = 0.876), not the
+    truncated Gaussian (corner/centre e⁻¹ = 0.37) that, e.g., torchvision's ``gaussian_blur`` uses.
+
+    Args:
+        kernel: side of the kernel, an odd integer ≥ 1 (the reference centres the impulse at ``kernel // 2``).
+        sigma: σ of ``gaussian_filter`` in pixels, > 0.
+
+    Returns:
+        A float64 (kernel, kernel) array, non-negative, summing to 1 (reflection keeps the impulse's mass).
+
+    Raises:
+        ParamError: ``kernel`` is not an odd integer ≥ 1 or ``sigma`` is not a number > 0.
+    """
+    if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or kernel < 1 or kernel % 2 == 0:
         raise ParamError(f"faithfulness.blur_kernel: {kernel!r} is not allowed (an odd integer ≥ 1)")
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma <= 0:
         raise ParamError(f"faithfulness.blur_sigma: {sigma!r} is not allowed (a number > 0)")
-    return gaussian_blur(x, [kernel, kernel], [float(sigma), float(sigma)])
+    impulse = np.zeros((int(kernel), int(kernel)))
+    impulse[kernel // 2, kernel // 2] = 1.0
+    return scipy.ndimage.gaussian_filter(impulse, float(sigma), mode="reflect", truncate=4.0)
+
+
+def blur(x: torch.Tensor, kernel: int = REFERENCE_BLUR_KERNEL, sigma: float = REFERENCE_BLUR_SIGMA,
+         mean: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+    """The insertion start: the reference's blurred copy of images (B, C, H, W) in [0, 1] pixels.
+
+    The reference (eclique/RISE, ``Evaluation.ipynb``) blurs the ImageNet-*normalised* image
+    ``(x − mean) / std`` by ``conv2d(·, gkern(kernel, sigma), padding=kernel // 2)``: each channel
+    with :func:`reference_kernel`, zero padding. The kernel sums to 1 and acts per channel, so in pixel
+    space that is ``mean + conv(x − mean)`` with zero padding — a blur whose border is padded with
+    the mean colour — and ``std`` cancels. Computed here in that form with ``torch.nn.functional.conv2d``.
+
+    Args:
+        x: images (B, C, H, W) (or (C, H, W)) in [0, 1].
+        kernel, sigma: see :func:`reference_kernel` (the reference's 11 and 5 by default).
+        mean: the per-channel colour of the model's normalisation (C values), the padding colour;
+            None = ImageNet's (0.485, 0.456, 0.406).
+
+    Returns:
+        A tensor shaped like ``x``, values within [0, 1] (convex combinations of pixels and ``mean``).
+
+    Raises:
+        ParamError: a bad ``kernel`` or ``sigma`` (see :func:`reference_kernel`), or ``mean`` not one value per channel.
+    """
+    k = torch.from_numpy(reference_kernel(kernel, sigma)).to(dtype=x.dtype, device=x.device)
+    c = x.shape[-3]
+    m = torch.as_tensor(_imagenet_mean() if mean is None else mean).to(dtype=x.dtype, device=x.device)
+    if m.numel() != c:
+        raise ParamError(f"mean: {m.numel()} values are not allowed (one per channel of x, {c})")
+    m = m.reshape(-1, 1, 1)
+    batch = x.reshape(-1, *x.shape[-3:])
+    out = torch.nn.functional.conv2d(batch - m, k.expand(c, 1, *k.shape), padding=int(kernel) // 2, groups=c) + m
+    return out.reshape(x.shape)
+
+
+def _imagenet_mean() -> tuple[float, ...]:
+    from ..models import IMAGENET_MEAN  # imported here: metrics must not load the model code at import
+
+    return IMAGENET_MEAN
+
+
+def _mean_colour(model: nn.Module) -> torch.Tensor:
+    """The model's normalisation mean (C,), or ImageNet's for a model without one."""
+    mean = getattr(model, "mean", None)
+    return (mean if isinstance(mean, torch.Tensor) else torch.tensor(_imagenet_mean())).reshape(-1)
 
 
 def substrate(model: nn.Module, x: torch.Tensor, kind: str = "mean", blur_kernel: int = REFERENCE_BLUR_KERNEL,
               blur_sigma: float = REFERENCE_BLUR_SIGMA) -> torch.Tensor:
     """What deleted pixels become: ``mean`` (the model's normalisation mean colour, the reference's
-    zero in normalised space), ``zero`` (black) or ``blur`` (see :func:`blur`)."""
+    zero in normalised space), ``zero`` (black) or ``blur`` (the reference's blur, :func:`blur`)."""
     if kind == "zero":
         return torch.zeros_like(x)
     if kind == "mean":
-        mean = getattr(model, "mean", None)
-        if not isinstance(mean, torch.Tensor):
-            from ..models import IMAGENET_MEAN
-
-            mean = torch.tensor(IMAGENET_MEAN)
-        return mean.to(x).reshape(1, -1, 1, 1).expand_as(x).clone()
+        return _mean_colour(model).to(x).reshape(1, -1, 1, 1).expand_as(x).clone()
     if kind == "blur":
-        return blur(x, blur_kernel, blur_sigma)
+        return blur(x, blur_kernel, blur_sigma, _mean_colour(model))
     raise ParamError(f"faithfulness.substrate: {kind!r} is not allowed (one of {', '.join(SUBSTRATES)})")
 
 
@@ -221,6 +286,7 @@ def _prepare(model: nn.Module, x: torch.Tensor, target: int | None) -> tuple[tor
     return x, int(target)
 
 
+@preserves_model_state
 def deletion(
     model: nn.Module,
     x: torch.Tensor,
@@ -257,6 +323,7 @@ def deletion(
     return causal_curve(model, x, finish, saliency, target, step, batch_size, seed)
 
 
+@preserves_model_state
 def insertion(
     model: nn.Module,
     x: torch.Tensor,
@@ -270,12 +337,13 @@ def insertion(
 ) -> Curve:
     """Insertion curve and AUC (Petsiuk et al. 2018, https://arxiv.org/abs/1806.07421). Higher AUC = more faithful.
 
-    Starts from a Gaussian-blurred copy of ``x`` (:func:`blur`) and puts the
-    original pixels back in order of decreasing saliency. Hand-written (see
-    the module docstring). Arguments as for :func:`deletion`.
+    Starts from the reference's blurred copy of ``x`` (:func:`blur`: ``gkern(blur_kernel, blur_sigma)``,
+    mean-colour padding) and puts the original pixels back in order of decreasing saliency.
+    Hand-written (see the module docstring). Arguments as for :func:`deletion`.
 
     Returns:
         A :class:`Curve` from the blurred image (fraction 0) to the image (fraction 1).
     """
     x, target = _prepare(model, x, target)
-    return causal_curve(model, blur(x, blur_kernel, blur_sigma), x, saliency, target, step, batch_size, seed)
+    start = blur(x, blur_kernel, blur_sigma, _mean_colour(model))
+    return causal_curve(model, start, x, saliency, target, step, batch_size, seed)
