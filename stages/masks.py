@@ -7,10 +7,10 @@ from deepsaliency.stage import atomic_dir, run_stage
 def main() -> None:
     params = load_params()
     rise, size = params["rise"], params["model"]["input_size"]
-    masks = generate_masks(rise["N"], rise["s"], rise["p1"], (size, size), rise["seed"])
+    masks = generate_masks(rise["N"], rise["s"], rise["p1"], (size, size), rise["seed"], sampling=rise["sampling"])
     with atomic_dir("data/masks") as out:
         masks.save(out / "masks.npz")
-    print(f"{len(masks)} masks, s={masks.s}, p1={masks.p1}, {size}×{size}")
+    print(f"{len(masks)} {masks.sampling} masks, s={masks.s}, p1={masks.p1}, {size}×{size}")
 
 
 if __name__ == "__main__":
