@@ -36,8 +36,9 @@ from ..artifacts import ATTACKS, EXPLANATIONS, read_npz
 from ..config import ATTACK_METHODS
 from ..errors import DeepSaliencyError, ParamError
 from . import faithfulness as faith
-from .attack_quality import QUALITY_METRICS, attack_quality, success_rate
+from .attack_quality import QUALITY_METRICS, attack_quality
 from .similarity import MAP_METRICS, check_map, compare_maps
+from .statistics import Bootstrap, bootstrap_mean, holm, paired_ranking, pairwise_wilcoxon, wilcoxon_p
 
 #: Map pairs, in table order. PGD only has the first.
 PAIRS = ("orig_adv", "orig_target", "adv_target")
@@ -57,11 +58,14 @@ class Settings:
         top_k: pixels compared by the top-k intersection (Ghorbani et al. use 1000 at 224²).
         step: pixels changed per deletion/insertion step.
         substrate: deletion substrate, one of :data:`faithfulness.SUBSTRATES`.
-        blur_kernel, blur_sigma: Gaussian blur of the insertion start (odd kernel, σ > 0).
+        blur_kernel, blur_sigma: blur of the insertion start (the reference's nearly flat kernel) (odd kernel, σ > 0).
         batch_size: images per forward pass in faithfulness curves.
         seed: seed of the random baseline map and of tie-breaking.
         random_cell: block size of the random baseline map (1 = i.i.d. pixels, see :func:`faithfulness.random_map`).
         adversarial: which maps are scored on adversarial images (:data:`ADVERSARIAL_MODES`).
+        bootstrap: resamples and seed of every confidence interval (``metrics.bootstrap``).
+        rank_eps: the budget (/255) the leaderboard ranks at (``report.rank_eps``); None = the largest.
+        alpha: family-wise significance level of the leaderboard's paired tests (``report.alpha``).
     """
 
     top_k: int = 1000
@@ -73,10 +77,13 @@ class Settings:
     seed: int = 0
     random_cell: int = 1
     adversarial: str = "diagonal"
+    bootstrap: Bootstrap = Bootstrap()
+    rank_eps: float | None = None
+    alpha: float = 0.05
 
 
 def settings_from_params(params: dict) -> Settings:
-    """:class:`Settings` from the ``metrics`` and ``faithfulness`` sections; absent keys take the defaults.
+    """:class:`Settings` from the ``metrics``, ``faithfulness`` and ``report`` sections; absent keys take the defaults.
 
     Raises:
         ParamError: an unknown key or a value that is not allowed, as one line.
@@ -85,12 +92,19 @@ def settings_from_params(params: dict) -> Settings:
 
     # Absent keys take the defaults; present ones are checked by the one schema in deepsaliency.config.
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    defaults["bootstrap"] = dataclasses.asdict(Bootstrap())
     values: dict[str, Any] = {}
-    for section in ("metrics", "faithfulness"):
+    for section in ("metrics", "faithfulness", "report"):
         given = params.get(section) or {}
         if not isinstance(given, dict):
             raise ParamError(f"{section}: {given!r} is not a mapping of keys")
-        values.update(validate_section(section, {k: given.get(k, defaults[k]) for k in SCHEMA[section]} | given))
+        given = dict(given)
+        if section == "metrics" and isinstance(given.get("bootstrap"), dict):
+            given["bootstrap"] = defaults["bootstrap"] | given["bootstrap"]
+        # Keys of the report section that the metrics stage does not use are checked, not kept.
+        checked = validate_section(section, {k: given.get(k, defaults.get(k)) for k in SCHEMA[section]} | given)
+        values.update({k: v for k, v in checked.items() if k in defaults})
+    values["bootstrap"] = Bootstrap(**values["bootstrap"])
     return Settings(**values)
 
 
@@ -277,43 +291,146 @@ def faithfulness_table(
             pd.DataFrame(curves["deletion"], columns=cols), pd.DataFrame(curves["insertion"], columns=cols))
 
 
-def _means(df: pd.DataFrame, columns: Iterable[str]) -> dict[str, float]:
-    return {c: float(df[c].mean()) for c in columns}
+def _ci(values: Iterable[float], boot: Bootstrap) -> dict[str, float | int]:
+    return bootstrap_mean(np.asarray(list(values), dtype=float), boot.n_resamples, boot.seed)
 
 
-def summarize(similarity: pd.DataFrame, quality: pd.DataFrame, faithfulness: pd.DataFrame) -> dict:
-    """The summary written to ``reports/metrics.json``: means over images, nested for ``dvc metrics``.
+def _per_image(df: pd.DataFrame, column: str) -> pd.Series:
+    """One value per image: the mean of ``column`` over that image's rows (other methods, budgets)."""
+    return df.groupby("image", sort=False)[column].mean()
+
+
+def _cis(df: pd.DataFrame, columns: Iterable[str], boot: Bootstrap) -> dict[str, dict]:
+    return {c: _ci(_per_image(df, c), boot) for c in columns}
+
+
+def _faithfulness_group(g: pd.DataFrame, boot: Bootstrap) -> dict[str, dict]:
+    """Per method: deletion and insertion {mean, ci_low, ci_high, n}; ``p_random`` = Holm-corrected (over the
+    methods of the group) two-sided Wilcoxon p of the method against the :data:`RANDOM` map on the same images."""
+    out = {m: _cis(gm, ["deletion", "insertion"], boot) for m, gm in g.groupby("method", sort=False)}
+    if RANDOM not in out:
+        return out
+    tested = [m for m in out if m != RANDOM]
+    for kind in ("deletion", "insertion"):
+        wide = g.pivot_table(index="image", columns="method", values=kind, aggfunc="mean")
+        raw = [wilcoxon_p(wide[m].to_numpy(), wide[RANDOM].to_numpy())[0] for m in tested]
+        for m, p in zip(tested, holm(raw)):
+            out[m][kind]["p_random"] = float(p)
+    return out
+
+
+def _eps_values(df: pd.DataFrame) -> list[float]:
+    return sorted(float(e) for e in df["eps"].dropna().unique()) if "eps" in df.columns else []
+
+
+def leaderboard(similarity: pd.DataFrame, alpha: float = 0.05, rank_eps: float | None = None,
+                bootstrap: Bootstrap = Bootstrap(), metric: str = "pearson") -> dict:
+    """The ranking block of ``reports/metrics.json``: each attacked method's r(adv, target), ranked by paired tests.
+
+    The quantity, per image: ``metric`` (Pearson r) between the attacked method's own map on ``x_adv`` and the
+    target map (rows with ``pair == "adv_target"`` and ``method == attack``); lower = more robust. Ranks come from
+    :func:`~deepsaliency.metrics.statistics.paired_ranking` (Wilcoxon signed-rank over images, Holm-corrected over
+    the pairs of methods; shared ranks where no test rejects at ``alpha``).
+
+    With an ``eps`` column (one attack per budget, /255), methods are ranked at ``rank_eps`` (None = the largest
+    budget) and, with ≥ 2 budgets, also by the area under each image's r(adv, target)-vs-ε curve (trapezoid over ε,
+    units r·(/255)). Without the column every row is the single budget and there is no area.
+
+    Returns:
+        ``{"alpha", "images", "pairs", "pairs_differ", ["eps"], "methods": {method: {"rank", "r_adv_target",
+        ["rank_auc", "auc"]}}}`` with each value ``{mean, ci_low, ci_high, n}`` (:func:`bootstrap_mean`), methods in
+        rank order; numbers only (``dvc metrics diff`` reads it). Empty dict when no attacked method has rows.
+
+    Raises:
+        ParamError: ``rank_eps`` is not one of the table's budgets, or ``alpha`` is out of (0, 1).
+    """
+    own = similarity[(similarity["pair"] == "adv_target") & (similarity["method"] == similarity["attack"])
+                     & (similarity["attack"] != PGD)]
+    if own.empty:
+        return {}
+    budgets = _eps_values(own)
+    at = own
+    out: dict[str, Any] = {"alpha": float(alpha)}
+    if budgets:
+        eps = budgets[-1] if rank_eps is None else rank_eps
+        match = [b for b in budgets if math.isclose(b, eps, rel_tol=1e-6, abs_tol=1e-9)]
+        if not match:
+            raise ParamError(f"rank_eps: {rank_eps!r} is not allowed (one of the budgets in the table: "
+                             f"{', '.join(f'{b:g}' for b in budgets)}, or null for the largest)")
+        at = own[np.isclose(own["eps"].astype(float), match[0], rtol=1e-6, atol=1e-9)]
+        out["eps"] = match[0]
+    values = at.pivot_table(index="image", columns="method", values=metric, aggfunc="mean", sort=False)
+    ranking = paired_ranking(values, alpha)
+    pairs = pairwise_wilcoxon(values)
+    out.update(images=int(len(values)), pairs=int(len(pairs)), pairs_differ=int((pairs["p_holm"] < alpha).sum()))
+    methods = {m: {"rank": int(ranking.loc[m, "rank"]), "r_adv_target": _ci(values[m].dropna(), bootstrap)}
+               for m in ranking.index}
+    if len(budgets) >= 2:
+        from scipy.integrate import trapezoid
+
+        auc = {}
+        for (m, image), g in own.groupby(["method", "image"], sort=False):
+            curve = g.groupby("eps")[metric].mean().sort_index()
+            if len(curve) >= 2:
+                auc.setdefault(m, {})[image] = float(trapezoid(curve.to_numpy(), curve.index.to_numpy(dtype=float)))
+        if auc:
+            wide = pd.DataFrame(auc)
+            by_auc = paired_ranking(wide, alpha)
+            auc_pairs = pairwise_wilcoxon(wide)
+            out["pairs_differ_auc"] = int((auc_pairs["p_holm"] < alpha).sum())
+            for m in by_auc.index:
+                methods.setdefault(m, {}).update(rank_auc=int(by_auc.loc[m, "rank"]),
+                                                 auc=_ci(wide[m].dropna(), bootstrap))
+    out["methods"] = methods
+    return out
+
+
+def summarize(similarity: pd.DataFrame, quality: pd.DataFrame, faithfulness: pd.DataFrame,
+              settings: Settings = Settings()) -> dict:
+    """The summary written to ``reports/metrics.json``: means over images with 95 % CIs, nested for ``dvc metrics``.
+
+    Every mean is ``{"mean", "ci_low", "ci_high", "n"}``: the mean over images, its seeded bootstrap interval
+    (:func:`~deepsaliency.metrics.statistics.bootstrap_mean`, ``settings.bootstrap``) and the number of images.
+    Where a group has several rows per image (the transfer methods), they are averaged per image first, so the
+    interval is over images.
 
     * ``attack.<attack>.<quality metric>`` (and ``attack.pgd.success_rate``, the fraction of labels flipped);
     * ``similarity.<attack>.diagonal.<pair>.<metric>``: the attacked method's own map;
       ``similarity.<attack>.transfer.<pair>.<metric>``: mean over the other methods;
       ``similarity.pgd.all.orig_adv.<metric>``: mean over every method;
-    * ``faithfulness.<attack or original>.<method>.{deletion, insertion}``.
+    * ``faithfulness.<attack or original>.<method>.{deletion, insertion}``, with ``p_random``: Holm-corrected
+      Wilcoxon p against the random map on the same images (absent when the group has no random map);
+    * ``leaderboard``: :func:`leaderboard` at ``settings.rank_eps`` and ``settings.alpha`` (absent without rows).
 
     Empty groups are left out (never a NaN). Per-method detail stays in the CSV tables.
 
     Raises:
         DeepSaliencyError: a value is NaN or infinite (see :func:`assert_finite`).
+        ParamError: ``settings.rank_eps`` is not a budget of the table.
     """
+    boot = settings.bootstrap
     out: dict[str, Any] = {"images": int(faithfulness["image"].nunique()) if len(faithfulness) else 0}
     out["attack"] = {}
     for a, g in quality.groupby("attack", sort=False):
-        out["attack"][a] = _means(g, [c for c in QUALITY_METRICS if c != "prob_orig"])
+        out["attack"][a] = _cis(g, [c for c in QUALITY_METRICS if c != "prob_orig"], boot)
         if a == PGD:
-            out["attack"][a]["success_rate"] = success_rate(g["label_orig"], g["label_adv"])
+            flipped = g.assign(flipped=(g["label_orig"] != g["label_adv"]).astype(float))
+            out["attack"][a]["success_rate"] = _ci(_per_image(flipped, "flipped"), boot)
     out["similarity"] = {}
     for a, g in similarity.groupby("attack", sort=False):
         groups = {"all": g} if a == PGD else {"diagonal": g[g["diagonal"]], "transfer": g[~g["diagonal"]]}
         entry = {}
         for name, gg in groups.items():
-            per_pair = {p: _means(gp, MAP_METRICS) for p, gp in gg.groupby("pair", sort=False)}
+            per_pair = {p: _cis(gp, MAP_METRICS, boot) for p, gp in gg.groupby("pair", sort=False)}
             if per_pair:
                 entry[name] = {p: per_pair[p] for p in PAIRS if p in per_pair}
         out["similarity"][a] = entry
     out["faithfulness"] = {}
     for a, g in faithfulness.groupby("attack", sort=False):
-        key = "original" if a == "none" else a
-        out["faithfulness"][key] = {m: _means(gm, ["deletion", "insertion"]) for m, gm in g.groupby("method", sort=False)}
+        out["faithfulness"]["original" if a == "none" else a] = _faithfulness_group(g, boot)
+    board = leaderboard(similarity, settings.alpha, settings.rank_eps, boot) if len(similarity) else {}
+    if board:
+        out["leaderboard"] = board
     assert_finite(out)
     return out
 
