@@ -53,7 +53,8 @@ from torch import nn
 from .diffexplain import check_method, explanation, explanation_and_logits, normalized_map
 from .errors import ParamError
 from .fastconv import fast_double_backward
-from .softplus import ModuleSwap, SoftplusHandle, check_beta, softplus_activations
+from .models import preserves_model_state
+from .softplus import FunctionalSoftplus, ModuleSwap, SoftplusHandle, check_beta, softplus_activations
 
 
 #: Methods whose attack needs second derivatives (and so the softplus network).
@@ -115,14 +116,32 @@ class AttackResult:
 
 
 class AttackNetwork:
-    """The network as the attack sees it; from :func:`attack_network`."""
+    """The network as the attack sees it; from :func:`attack_network`.
 
-    def __init__(self, softplus: SoftplusHandle | None, fast: ModuleSwap | None) -> None:
-        self.softplus, self.fast = softplus, fast
+    Attributes:
+        softplus: the module swap (None: no smoothing).
+        fast: the :mod:`~deepsaliency.fastconv` swap (None: off).
+        functional: the :class:`~deepsaliency.softplus.FunctionalSoftplus` mode smoothing
+            ``F.relu``-style calls, or None when the probe found none (no dispatch overhead then).
+    """
+
+    def __init__(
+        self, softplus: SoftplusHandle | None, fast: ModuleSwap | None, functional: FunctionalSoftplus | None = None
+    ) -> None:
+        self.softplus, self.fast, self.functional = softplus, fast, functional
 
     def set_beta(self, beta: float) -> None:
         if self.softplus is not None:
             self.softplus.set_beta(beta)
+        if self.functional is not None:
+            self.functional.beta = check_beta(beta)
+
+    @property
+    def smoothed(self) -> str:
+        """How many activations are smoothed, in words (for messages)."""
+        modules = self.softplus.count if self.softplus is not None else 0
+        calls = "no" if self.functional is None else "some"
+        return f"{modules} activation modules swapped, {calls} functional activation calls smoothed"
 
     @contextmanager
     def original(self) -> Iterator[None]:
@@ -132,19 +151,41 @@ class AttackNetwork:
                 stack.enter_context(self.fast.suspended())
             if self.softplus is not None:
                 stack.enter_context(self.softplus.suspended())
+            if self.functional is not None:
+                was, self.functional.enabled = self.functional.enabled, False
+                stack.callback(setattr, self.functional, "enabled", was)
             yield
 
 
 @contextmanager
-def attack_network(model: nn.Module, beta: float | None = 10.0, fast: bool = True) -> Iterator[AttackNetwork]:
+def attack_network(
+    model: nn.Module, beta: float | None = 10.0, fast: bool = True, probe: torch.Tensor | None = None
+) -> Iterator[AttackNetwork]:
     """Softplus activations (``beta`` None → none) and fast double backward swapped into ``model``.
 
-    Originals are restored on exit; ``net.original()`` suspends both swaps.
+    Args:
+        model: changed in place inside the block; originals restored on exit.
+        beta: initial softplus β; None → no smoothing at all.
+        fast: swap in :mod:`deepsaliency.fastconv`'s modules.
+        probe: an input (B, 3, H, W); when given (and ``beta`` is), one forward pass of it is run
+            under a :class:`~deepsaliency.softplus.FunctionalSoftplus` mode, and if the network
+            calls ReLU-family functions (``F.relu`` ...) the mode stays active for the block.
+
+    Yields:
+        An :class:`AttackNetwork`; ``net.original()`` suspends every swap.
     """
     with ExitStack() as stack:
         sp = stack.enter_context(softplus_activations(model, beta)) if beta is not None else None
         fs = stack.enter_context(fast_double_backward(model)) if fast else None
-        yield AttackNetwork(sp, fs)
+        functional = None
+        if beta is not None and probe is not None:
+            mode = FunctionalSoftplus(beta)
+            with torch.no_grad(), mode:
+                model(probe[:1])
+            if mode.calls:  # only then: the mode routes every torch call through Python
+                functional = stack.enter_context(mode)
+                functional.calls = 0
+        yield AttackNetwork(sp, fs, functional)
 
 
 def beta_schedule(step: int, num_iter: int, beta_start: float, beta_end: float) -> float:
@@ -186,9 +227,19 @@ def _as_batch(t: torch.Tensor, n: int, what: str, ndim: int) -> torch.Tensor:
     return t.expand(n, *t.shape[1:])
 
 
+def _map_mse(h_t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The targeted explanation term: per-image MSE between a map batch (B, H, W) and ``h_t``."""
+    return lambda h: ((h - h_t) ** 2).mean((1, 2))
+
+
+def _output_loss(probs: torch.Tensor, probs_0: torch.Tensor) -> torch.Tensor:
+    """Per-image MSE of the softmax vectors, (B,)."""
+    return ((probs - probs_0) ** 2).mean(1)
+
+
 def _losses(h: torch.Tensor, h_t: torch.Tensor, probs: torch.Tensor, probs_0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image MSE of the maps and of the softmax vectors, (B,) each."""
-    return ((h - h_t) ** 2).mean((1, 2)), ((probs - probs_0) ** 2).mean(1)
+    """Per-image MSE of the maps and of the softmax vectors, (B,) each (the targeted attack's terms)."""
+    return _map_mse(h_t)(h), _output_loss(probs, probs_0)
 
 
 def _objective_terms(model, x, method, cls, params) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,7 +261,7 @@ def _resampled(method: str, params: dict, step: int) -> dict:
     return params
 
 
-def _evaluate(model, x, method, cls, params, h_t, probs_0, a, b) -> dict[str, torch.Tensor]:
+def _evaluate(model, x, method, cls, params, map_loss, probs_0, a, b) -> dict[str, torch.Tensor]:
     """Losses, map and top-1 class of ``x`` on the current (original) network, no graph kept."""
     x = x.detach().requires_grad_(method in GRADIENT_METHODS)
     attr, logits = explanation_and_logits(model, x, method, cls, create_graph=False, **params)
@@ -219,10 +270,168 @@ def _evaluate(model, x, method, cls, params, h_t, probs_0, a, b) -> dict[str, to
             logits = model(x.detach())
         h = normalized_map(attr.detach())
         probs = logits.detach().softmax(-1)
-        expl, out = _losses(h, h_t, probs, probs_0)
+        expl, out = map_loss(h), _output_loss(probs, probs_0)
     return {"h": h, "expl": expl, "out": out, "loss": a * expl + b * out, "kept": probs.argmax(-1) == cls}
 
 
+def model_name(model: nn.Module) -> str:
+    """The model's ``name`` (a :class:`~deepsaliency.models.Model`), else its class name."""
+    return str(getattr(model, "name", None) or type(model).__name__)
+
+
+def check_curvature(
+    model: nn.Module, x: torch.Tensor, method: str, cls: torch.Tensor, params: dict, smoothed: str = ""
+) -> None:
+    """Stop before any step when the explanation does not depend (differentiably) on the input.
+
+    Probes the double backward the attack relies on: the gradient, with respect to ``x``, of a
+    random projection of the normalised map on the CURRENT (smoothed) network. If it is
+    identically zero for an image (e.g. a network whose activations could not be smoothed: the
+    second derivative of a ReLU network is zero almost everywhere), gradient descent could only
+    return the clean image, so a one-line :class:`ParamError` naming the model is raised instead.
+
+    Args:
+        model: the attacked network (with its smoothing swapped in).
+        x: the images (B, 3, H, W) in [0, 1]; method, cls, params: as the attack uses them.
+        smoothed: what was smoothed, in words, for the message.
+
+    Raises:
+        ParamError: the map's input gradient is zero for some image.
+    """
+    xx = x.detach().clone().requires_grad_()
+    h = normalized_map(explanation(model, xx, method, cls, create_graph=True, **params))
+    w = torch.randn(h.shape, generator=torch.Generator().manual_seed(0)).to(h.device)
+    # No graph at all (h.requires_grad False) is the extreme case: nothing connects the map to x.
+    (g,) = torch.autograd.grad((h * w).sum(), xx, allow_unused=True) if h.requires_grad else (None,)
+    dead = [i for i in range(len(x)) if g is None or not bool(g[i].abs().max() > 0)]
+    if dead:
+        raise ParamError(
+            f"attack: the {method} map of model {model_name(model)!r} does not change with the input "
+            f"(its gradient is exactly zero for image(s) {dead}; {smoothed or 'nothing smoothed'}): "
+            "the network's activations are piecewise linear and could not be smoothed, so the attack cannot move it"
+        )
+
+
+def attack_loop(
+    model: nn.Module,
+    x: torch.Tensor,
+    exp_method: str,
+    cls: torch.Tensor,
+    probs_0: torch.Tensor,
+    params: dict,
+    map_loss: Callable[[torch.Tensor], torch.Tensor],
+    reference_map: torch.Tensor,
+    *,
+    num_iter: int,
+    lr: float,
+    lr_end: float | None,
+    a: float,
+    b: float,
+    beta_start: float,
+    beta_end: float,
+    eps: float | None,
+    eval_every: int,
+    resample: bool | None,
+    fast: bool,
+    callback: Callable[[int, dict], None] | None,
+    progress: bool,
+) -> AttackResult:
+    """The optimisation shared by the targeted (:func:`run_attack`) and untargeted
+    (:mod:`deepsaliency.untargeted`) attacks: Adam on ``a·map_loss(h(x_adv)) + b·MSE(g(x_adv), g(x))``.
+
+    Args:
+        model: the network (in :func:`~deepsaliency.models.library_state`).
+        x: clean images (B, 3, H, W) in [0, 1] on the model's device.
+        exp_method, params: the attacked method and its attack-time parameters.
+        cls: the kept classes (B,); probs_0: softmax of ``x`` (B, classes), original network.
+        map_loss: (B, H, W) normalised maps → (B,) explanation term, differentiable, to minimise.
+        reference_map: stored as :attr:`AttackResult.target_map` (B, H, W).
+        num_iter, ...: see :func:`run_attack`.
+
+    Returns:
+        An :class:`AttackResult`; ``expl_loss`` in its records is ``map_loss``.
+
+    Raises:
+        ParamError: the map does not depend on the input even after smoothing (:func:`check_curvature`).
+    """
+    n, device = len(x), x.device
+    smooth = exp_method in GRADIENT_METHODS
+    if resample is None:
+        resample = RESAMPLE_DEFAULT.get(exp_method, False)
+    x_adv = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    opt = torch.optim.Adam([x_adv], lr=lr)
+    # Cosine decay from lr to lr_end: large early steps, fine ones as β nears the original network.
+    eta_min = lr if lr_end is None else min(lr, lr_end)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=num_iter, eta_min=eta_min)
+    result = AttackResult(
+        x_adv=x.clone(), adv_expl=torch.empty(0), target_map=reference_map, original_class=[int(c) for c in cls]
+    )
+
+    best_loss = torch.full((n,), math.inf, device=device)
+    best_kept = torch.zeros(n, dtype=torch.bool, device=device)
+    best_h = torch.zeros_like(reference_map)
+    best_step = [0] * n
+
+    def consider(step: int, ev: dict) -> None:
+        # Prefer class-keeping iterates, then lower loss.
+        better = (ev["kept"] & ~best_kept) | ((ev["kept"] == best_kept) & (ev["loss"] < best_loss))
+        for i in range(n):
+            result.evaluations.append(
+                {"step": step, "image": i, "expl_loss": float(ev["expl"][i]), "output_loss": float(ev["out"][i]),
+                 "loss": float(ev["loss"][i]), "class_kept": bool(ev["kept"][i])}
+            )
+            if better[i]:
+                result.x_adv[i] = x_adv.detach()[i]
+                best_h[i], best_loss[i], best_kept[i] = ev["h"][i], ev["loss"][i], ev["kept"][i]
+                best_step[i] = step
+
+    from tqdm.auto import tqdm
+
+    beta0, probe = (beta_start, x) if smooth else (None, None)
+    with attack_network(model, beta0, fast=fast and smooth, probe=probe) as net:
+        if smooth and a > 0:  # never return a no-op as a result: stop if the map cannot move at all
+            check_curvature(model, x, exp_method, cls, params, net.smoothed)
+        with net.original():
+            ev0 = _evaluate(model, x_adv, exp_method, cls, params, map_loss, probs_0, a, b)
+        consider(0, ev0)
+        for step in tqdm(range(1, num_iter + 1), desc=f"attack {exp_method}", disable=not progress, leave=False):
+            beta = beta_schedule(step - 1, num_iter, beta_start, beta_end) if smooth else math.nan
+            net.set_beta(beta)
+            opt.zero_grad(set_to_none=True)
+            step_params = _resampled(exp_method, params, step) if resample else params
+            h, probs = _objective_terms(model, x_adv, exp_method, cls, step_params)
+            expl_loss, out_loss = map_loss(h), _output_loss(probs, probs_0)
+            # A sum of per-image losses: each image's gradient is its own (Adam is per-pixel).
+            (a * expl_loss + b * out_loss).sum().backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                if eps is not None:  # projection onto the L∞ ball, then onto the pixel range
+                    x_adv.copy_(torch.minimum(torch.maximum(x_adv, x - eps), x + eps))
+                x_adv.clamp_(0.0, 1.0)
+            for i in range(n):
+                rec = {"step": step, "image": i, "expl_loss": float(expl_loss[i].detach()),
+                       "output_loss": float(out_loss[i].detach()), "beta": beta}
+                result.history.append(rec)
+                if callback is not None:
+                    callback(step, rec)
+            if step % eval_every == 0 or step == num_iter:
+                with net.original():
+                    consider(step, _evaluate(model, x_adv, exp_method, cls, params, map_loss, probs_0, a, b))
+
+    result.adv_expl, result.best_step = best_h, best_step
+    _warn_if_unchanged(x, result, ev0, best_kept)
+    return result
+
+
+def prepare_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` detached, float32, batched (B, 3, H, W), on the model's device."""
+    device = model.device if hasattr(model, "device") else x.device
+    x = torch.as_tensor(x).detach().to(device=device, dtype=torch.float32)
+    return x.unsqueeze(0) if x.dim() == 3 else x
+
+
+@preserves_model_state
 def run_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -290,13 +499,8 @@ def run_attack(
     if (target is None) == (target_map is None):
         raise ParamError("attack.target: give exactly one of target (images) and target_map (maps)")
     params = {**ATTACK_METHOD_DEFAULTS[exp_method], **params}
-    if resample is None:
-        resample = RESAMPLE_DEFAULT.get(exp_method, False)
-    device = model.device if hasattr(model, "device") else x.device
-    x = x.detach().to(device=device, dtype=torch.float32)
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    n = len(x)
+    x = prepare_input(model, x)
+    n, device = len(x), x.device
     smooth = exp_method in GRADIENT_METHODS
 
     # Everything about the clean and target images: on the original network.
@@ -314,64 +518,11 @@ def run_attack(
         if tm.shape[-2:] != x.shape[-2:] or not torch.isfinite(tm).all() or (tm < 0).any():
             raise ParamError(f"attack.target_map: must be finite, non-negative and of the image size {tuple(x.shape[-2:])}")
         h_t = normalized_map(tm.unsqueeze(1))
-
-    x_adv = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
-    opt = torch.optim.Adam([x_adv], lr=lr)
-    # Cosine decay from lr to lr_end: large early steps, fine ones as β nears the original network.
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=num_iter, eta_min=lr if lr_end is None else min(lr, lr_end))
-    result = AttackResult(x_adv=x.clone(), adv_expl=torch.empty(0), target_map=h_t, original_class=[int(c) for c in cls])
-
-    best_loss = torch.full((n,), math.inf, device=device)
-    best_kept = torch.zeros(n, dtype=torch.bool, device=device)
-    best_h = torch.zeros_like(h_t)
-    best_step = [0] * n
-
-    def consider(step: int, ev: dict) -> None:
-        # Prefer class-keeping iterates, then lower loss.
-        better = (ev["kept"] & ~best_kept) | ((ev["kept"] == best_kept) & (ev["loss"] < best_loss))
-        for i in range(n):
-            result.evaluations.append(
-                {"step": step, "image": i, "expl_loss": float(ev["expl"][i]), "output_loss": float(ev["out"][i]),
-                 "loss": float(ev["loss"][i]), "class_kept": bool(ev["kept"][i])}
-            )
-            if better[i]:
-                result.x_adv[i] = x_adv.detach()[i]
-                best_h[i], best_loss[i], best_kept[i] = ev["h"][i], ev["loss"][i], ev["kept"][i]
-                best_step[i] = step
-
-    from tqdm.auto import tqdm
-
-    with attack_network(model, beta_start if smooth else None, fast=fast and smooth) as net:
-        with net.original():
-            ev0 = _evaluate(model, x_adv, exp_method, cls, params, h_t, probs_0, a, b)
-        consider(0, ev0)
-        for step in tqdm(range(1, num_iter + 1), desc=f"attack {exp_method}", disable=not progress, leave=False):
-            beta = beta_schedule(step - 1, num_iter, beta_start, beta_end) if smooth else math.nan
-            net.set_beta(beta)
-            opt.zero_grad(set_to_none=True)
-            step_params = _resampled(exp_method, params, step) if resample else params
-            h, probs = _objective_terms(model, x_adv, exp_method, cls, step_params)
-            expl_loss, out_loss = _losses(h, h_t, probs, probs_0)
-            # A sum of per-image losses: each image's gradient is its own (Adam is per-pixel).
-            (a * expl_loss + b * out_loss).sum().backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                if eps is not None:
-                    x_adv.copy_(torch.minimum(torch.maximum(x_adv, x - eps), x + eps))
-                x_adv.clamp_(0.0, 1.0)
-            for i in range(n):
-                rec = {"step": step, "image": i, "expl_loss": float(expl_loss[i].detach()), "output_loss": float(out_loss[i].detach()), "beta": beta}
-                result.history.append(rec)
-                if callback is not None:
-                    callback(step, rec)
-            if step % eval_every == 0 or step == num_iter:
-                with net.original():
-                    consider(step, _evaluate(model, x_adv, exp_method, cls, params, h_t, probs_0, a, b))
-
-    result.adv_expl, result.best_step = best_h, best_step
-    _warn_if_unchanged(x, result, ev0, best_kept)
-    return result
+    return attack_loop(
+        model, x, exp_method, cls, probs_0, params, _map_mse(h_t), h_t, num_iter=num_iter, lr=lr, lr_end=lr_end,
+        a=a, b=b, beta_start=beta_start, beta_end=beta_end, eps=eps, eval_every=eval_every, resample=resample,
+        fast=fast, callback=callback, progress=progress,
+    )
 
 
 def _warn_if_unchanged(x: torch.Tensor, result: AttackResult, ev0: dict, kept: torch.Tensor) -> None:
@@ -380,7 +531,9 @@ def _warn_if_unchanged(x: torch.Tensor, result: AttackResult, ev0: dict, kept: t
         moved = float((result.adv_expl[i] - ev0["h"][i]).abs().sum())  # L1 distance of two unit-sum maps, in [0, 2]
         msg = None
         if delta == 0.0:
-            msg = f"attack: image {i}: zero perturbation (no iterate beat the clean image; try a larger attack.lr or num_iter)"
+            msg = (f"attack: image {i}: zero perturbation (no evaluated iterate scored a lower loss than the clean "
+                   "image on the original network; check attack.a and attack.b, or evaluate more often with a "
+                   "smaller attack.eval_every)")
         elif moved < 1e-3:
             msg = f"attack: image {i}: the explanation map did not move (L1 change {moved:.2e}; max pixel change {delta:.2e})"
         elif not bool(kept[i]):
@@ -389,6 +542,7 @@ def _warn_if_unchanged(x: torch.Tensor, result: AttackResult, ev0: dict, kept: t
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
+@preserves_model_state
 def perform_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -398,23 +552,39 @@ def perform_attack(
     history: list | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dombrowski et al.'s attack with the reference code's signature.
+    """The explanation attack with the reference code's signature.
+
+    With ``target`` (images) or ``target_map`` (maps): Dombrowski et al.'s targeted attack,
+    :func:`run_attack`. With neither — the seed's ``perform_attack(model, x, exp_method=...,
+    num_iter=100)`` — Ghorbani et al.'s untargeted top-k attack,
+    :func:`deepsaliency.untargeted.untargeted_attack` (L∞ budget ``eps`` = 8/255 by default; ``k``,
+    ``kind`` and its other arguments pass through ``kwargs``).
 
     Args:
         model, x, exp_method, num_iter, target: see :func:`run_attack`.
         history: a list to which the per-step loss records are appended (optional).
-        **kwargs: the other arguments of :func:`run_attack`.
+        **kwargs: the other arguments of :func:`run_attack` (or of ``untargeted_attack``).
 
     Returns:
-        ``(x_adv, adv_expl)``: the adversarial images (B, 3, H, W) and their normalised
-        maps (B, H, W) on the original network.
+        ``(x_adv, adv_expl)``: the adversarial images (B, 3, H, W) in [0, 1] and their normalised
+        maps (B, H, W, each summing to 1) on the original network.
+
+    Raises:
+        ParamError: a bad argument, named.
     """
-    res = run_attack(model, x, exp_method, num_iter, target=target, **kwargs)
+    if target is None and kwargs.get("target_map") is None:
+        from .untargeted import untargeted_attack
+
+        kwargs.pop("target_map", None)
+        res = untargeted_attack(model, x, exp_method, num_iter, **kwargs)
+    else:
+        res = run_attack(model, x, exp_method, num_iter, target=target, **kwargs)
     if history is not None:
         history.extend(res.history)
     return res.x_adv, res.adv_expl
 
 
+@preserves_model_state
 def pgd_attack(
     model: nn.Module,
     x: torch.Tensor,

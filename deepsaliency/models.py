@@ -8,8 +8,12 @@ non-counter tensors map one-to-one, in order and shape, onto
 """
 from __future__ import annotations
 
+import functools
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -41,6 +45,81 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+#: Per-module hook dictionaries of ``nn.Module`` that :func:`library_state` sets aside.
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks",
+)
+_ACTIVE = threading.local()  # ids of the models inside library_state on this thread
+
+
+@contextmanager
+def library_state(model: Any) -> Iterator[Any]:
+    """Put ``model`` into the state the library computes in, and put it back EXACTLY afterwards.
+
+    Inside the block every module is in eval mode (batch norm uses its running statistics and
+    never updates them; dropout is off), no parameter requires grad (so no ``.grad`` is ever
+    written) and the caller's hooks (forward, forward-pre, backward; per module) are set aside,
+    so results do not depend on how the caller left the model. On exit, even by an exception,
+    each module's ``training`` flag, each parameter's ``requires_grad`` and the very hook
+    dictionaries (so the caller's handles still remove them) are restored. Nested blocks on the
+    same model cost nothing. Global hooks (``torch.nn.modules.module.register_module_*``) are
+    left alone. No library does this, so it is written here.
+
+    Args:
+        model: an ``nn.Module`` (anything else is passed through untouched).
+
+    Yields:
+        ``model``.
+    """
+    active = getattr(_ACTIVE, "ids", None)
+    if active is None:
+        active = _ACTIVE.ids = set()
+    if not isinstance(model, nn.Module) or id(model) in active:
+        yield model
+        return
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    stashed = []
+    active.add(id(model))
+    try:
+        for m in modules:
+            # __dict__ directly: nn.Module.__setattr__ is slow and these are plain attributes
+            saved = {k: m.__dict__[k] for k in _HOOK_DICTS if m.__dict__.get(k)}
+            if saved:
+                stashed.append((m, saved))
+                m.__dict__.update({k: OrderedDict() for k in saved})
+            m.training = False
+        for p in params:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        active.discard(id(model))
+        for m, flag in zip(modules, training):
+            m.training = flag
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+        for m, saved in stashed:
+            m.__dict__.update(saved)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def preserves_model_state(fn: _F) -> _F:
+    """Decorator: run ``fn(model, ...)`` inside :func:`library_state` of its ``model`` argument
+    (the first positional argument, or ``model=``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with library_state(args[0] if args else kwargs.get("model")):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class Classification(NamedTuple):
     """What :meth:`Model.classify` returns, one entry per image."""
 
@@ -56,31 +135,42 @@ class Model(nn.Module):
     work on pixels.
 
     Args:
-        net: a classifier taking ImageNet-normalised input and returning logits.
+        net: a classifier taking ImageNet-normalised input and returning logits; None → the
+            embedded EfficientNet-Lite0 with ImageNet weights and labels (the seed's ``Model()``;
+            then ``labels`` and ``name`` default to the ImageNet names and ``efficientnet_lite0``).
         input_size: the (H, W) the network expects.
         mean, std: per-channel normalisation applied inside :meth:`forward`.
         labels: class names, index-aligned with the logits.
         name: a short name for reports.
+
+    Raises:
+        CheckpointError: the embedded weights cannot be loaded (``net`` None only).
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | None = None,
         input_size: tuple[int, int] = (224, 224),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         labels: Sequence[str] | None = None,
-        name: str = "model",
+        name: str | None = None,
     ) -> None:
         super().__init__()
+        if net is None:  # the seed's ``Model().to(device)``: the embedded default, as load_model() builds it
+            # channels_last roughly doubled CPU forward throughput of the depthwise-heavy nets here.
+            net = _embedded_efficientnet_lite0().to(memory_format=torch.channels_last)
+            labels = imagenet_labels() if labels is None else labels
+            name = EMBEDDED_MODEL if name is None else name
         self.net = net.eval()
         self.input_size = tuple(int(v) for v in input_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.labels = list(labels) if labels is not None else None
-        self.name = name
+        self.name = "model" if name is None else name
         for p in self.net.parameters():
             p.requires_grad_(False)
+        self.eval()  # as load_model() returns it
 
     @property
     def device(self) -> torch.device:
@@ -90,6 +180,7 @@ class Model(nn.Module):
         """Logits for a batch ``x`` of shape (B, 3, H, W) in [0, 1]."""
         return self.net((x - self.mean) / self.std)
 
+    @preserves_model_state
     @torch.inference_mode()
     def classify(self, x: torch.Tensor, batch_size: int = 64) -> Classification:
         """Top-1 class index, softmax probability and label name for each image."""

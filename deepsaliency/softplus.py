@@ -16,20 +16,27 @@ written here. Each ReLU-family module becomes its β-softplus analogue:
 * ``Hardsigmoid`` → ``(softplus_β(x + 3) − softplus_β(x − 3)) / 6``
 * ``Hardswish``   → ``x · (softplus_β(x + 3) − softplus_β(x − 3)) / 6``
 
-Smooth activations (SiLU, GELU, ELU, ...) are left alone. Activations called
-as functions inside ``forward`` (``F.relu``) cannot be swapped: only modules
-are. timm's ``BatchNormAct2d`` keeps its activation as the child ``.act``, which
-the module walk finds like any other child. ``inplace=True`` is irrelevant to
-the replacements (they never write into their input).
+Smooth activations (SiLU, GELU, ELU, ...) are left alone. timm's
+``BatchNormAct2d`` keeps its activation as the child ``.act``, which the module
+walk finds like any other child. ``inplace=True`` is irrelevant to the module
+replacements (they never write into their input).
+
+Activations called as functions inside ``forward`` (``F.relu`` in torchvision's
+GoogLeNet and Inception-v3) are not modules; :class:`FunctionalSoftplus`, a
+``torch.overrides.TorchFunctionMode``, maps those calls (``F.relu``, ``torch.relu``,
+``Tensor.relu``, ``F.relu6``, ``F.hardtanh``, ``F.leaky_relu``, ``F.hardsigmoid``,
+``F.hardswish`` and their in-place variants) to the same β-softplus functions
+while it is active.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .errors import ParamError
 
@@ -345,3 +352,85 @@ def softplus_activations(model: nn.Module, beta: float = 10.0, fused: bool = Tru
         yield handle
     finally:
         handle.restore()
+
+
+#: Functional ReLU-family calls → (positional index of the first option, in-place always?).
+_RELU_FUNCS = {F.relu: False, torch.relu: False, torch.Tensor.relu: False, torch.relu_: True, torch.Tensor.relu_: True}
+_LEAKY_FUNCS = {F.leaky_relu: False, F.leaky_relu_: True}
+_HARDTANH_FUNCS = {F.hardtanh: False, F.hardtanh_: True}
+
+
+def _option(args: tuple, kwargs: dict, index: int, name: str, default: Any) -> Any:
+    """Argument ``name`` of a call given as ``args[index]`` or ``kwargs[name]``."""
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def functional_spec(func: Any, args: tuple, kwargs: dict) -> tuple[tuple, bool, bool] | None:
+    """``(spec, inplace, times_input)`` of the smooth stand-in for a functional activation call, or None.
+
+    ``spec`` is :class:`_SmoothActivation`'s; ``times_input`` marks Hardswish (x · hardsigmoid).
+    """
+    if func in _RELU_FUNCS:
+        return ("relu", 0.0), _RELU_FUNCS[func] or bool(_option(args, kwargs, 1, "inplace", False)), False
+    if func is F.relu6:
+        return ("clamp", 0.0, 6.0, 1.0, 0.0), bool(_option(args, kwargs, 1, "inplace", False)), False
+    if func in _LEAKY_FUNCS:
+        slope = float(_option(args, kwargs, 1, "negative_slope", 0.01))
+        return ("relu", slope), _LEAKY_FUNCS[func] or bool(_option(args, kwargs, 2, "inplace", False)), False
+    if func in _HARDTANH_FUNCS:
+        lo, hi = float(_option(args, kwargs, 1, "min_val", -1.0)), float(_option(args, kwargs, 2, "max_val", 1.0))
+        inplace = _HARDTANH_FUNCS[func] or bool(_option(args, kwargs, 3, "inplace", False))
+        return ("clamp", lo, hi, 1.0, 0.0), inplace, False
+    if func is F.hardsigmoid or func is F.hardswish:
+        spec = ("clamp", -3.0, 3.0, 1 / 6, 0.5)
+        return spec, bool(_option(args, kwargs, 1, "inplace", False)), func is F.hardswish
+    return None
+
+
+class FunctionalSoftplus(TorchFunctionMode):
+    """While active (and :attr:`enabled`), functional ReLU-family calls compute their β-softplus analogue.
+
+    Torchvision's GoogLeNet and Inception-v3 call ``F.relu`` inside ``forward``; a module swap
+    cannot reach those calls, and without them the attack's second derivatives are zero almost
+    everywhere. This ``torch.overrides.TorchFunctionMode`` intercepts them (the list is in the
+    module docstring) and returns the same function the module swap uses (fused double backward).
+    In-place calls write the smooth value into their input, as the originals do.
+
+    Attributes:
+        beta: the softplus β (> 0), changeable between steps.
+        enabled: False passes every call through unchanged (to evaluate the original network).
+        calls: how many calls were smoothed so far.
+    """
+
+    def __init__(self, beta: float = 10.0) -> None:
+        super().__init__()
+        self.beta = check_beta(beta)
+        self.enabled = True
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        found = functional_spec(func, args, kwargs) if self.enabled else None
+        if found is None:
+            return func(*args, **kwargs)
+        (spec, inplace, times_input), z = found, args[0]
+        self.calls += 1
+        # _SmoothActivation keeps its input for the backward: smooth a copy when writing in place.
+        src = z.clone() if inplace else z
+        y = _SmoothActivation.apply(src, self.beta, spec)
+        if times_input:
+            y = src * y
+        return z.copy_(y) if inplace else y
+
+
+@contextmanager
+def functional_softplus(beta: float = 10.0) -> Iterator[FunctionalSoftplus]:
+    """Activate a :class:`FunctionalSoftplus` mode for the ``with`` block (on this thread).
+
+    Example::
+
+        with softplus_activations(model, 10.0) as sp, functional_softplus(10.0) as fn:
+            logits = model(x)   # modules swapped AND F.relu calls smoothed
+    """
+    with FunctionalSoftplus(beta) as mode:
+        yield mode

@@ -9,7 +9,10 @@ from deepsaliency.attack import beta_schedule, perform_attack, pgd_attack, run_a
 from deepsaliency.diffexplain import explanation, normalized_map
 from deepsaliency.errors import ParamError
 from deepsaliency.fastconv import FastGradConv2d, FrozenBatchNorm2d, PointwiseConv2d, conv2d_first_order_backward, fast_double_backward
-from deepsaliency.softplus import SoftplusHardtanh, SoftplusLeakyReLU, SoftplusReLU, softplus_activations
+from deepsaliency.softplus import (
+    FunctionalSoftplus, SoftplusHardsigmoid, SoftplusHardswish, SoftplusHardtanh, SoftplusLeakyReLU, SoftplusReLU,
+    softplus_activations,
+)
 
 
 class TinyNet(nn.Module):
@@ -235,8 +238,8 @@ def test_bad_attack_parameters_are_named(tiny):
         perform_attack(tiny, x, "saliency", num_iter=1, target_map=corner_map(1), eps=-0.1)
     with pytest.raises(ParamError, match=r"attack.num_iter: 0"):
         perform_attack(tiny, x, "saliency", num_iter=0, target_map=corner_map(1))
-    with pytest.raises(ParamError, match=r"exactly one of target"):
-        perform_attack(tiny, x, "saliency", num_iter=1)
+    with pytest.raises(ParamError, match=r"exactly one of target"):  # perform_attack without one: untargeted (issue 12.9)
+        run_attack(tiny, x, "saliency", num_iter=1)
     with pytest.raises(ParamError, match=r"'gradcam' cannot be attacked"):
         perform_attack(tiny, x, "gradcam", num_iter=1, target_map=corner_map(1))
 
@@ -245,6 +248,92 @@ def test_beta_schedule_is_geometric():
     betas = [beta_schedule(i, 5, 10.0, 1000.0) for i in range(5)]
     assert betas[0] == pytest.approx(10.0) and betas[-1] == pytest.approx(1000.0)
     assert betas[2] == pytest.approx(100.0)
+
+
+# ---------------------------------------------------------------- functional activations (issue 12.5)
+
+
+def test_functional_activation_calls_are_smoothed_like_the_modules(one_thread):
+    F = nn.functional
+    z = torch.linspace(-8, 9, 61, dtype=torch.double)
+    with FunctionalSoftplus(3.0) as mode:
+        got = [F.relu(z), torch.relu(z), z.relu(), F.relu(z.clone(), inplace=True), z.clone().relu_(), F.relu6(z),
+               F.leaky_relu(z, 0.2), F.hardtanh(z, -2.0, 3.0), F.hardsigmoid(z), F.hardswish(z)]
+        assert torch.equal(torch.maximum(z, torch.zeros(())), z.clamp_min(0))  # other calls pass through
+    assert mode.calls == len(got)
+    want = [SoftplusReLU(3.0)(z)] * 5 + [SoftplusHardtanh(3.0, 0.0, 6.0)(z), SoftplusLeakyReLU(3.0, 0.2)(z),
+                                         SoftplusHardtanh(3.0, -2.0, 3.0)(z), SoftplusHardsigmoid(3.0)(z), SoftplusHardswish(3.0)(z)]
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w)
+    assert not torch.allclose(got[0], F.relu(z))  # outside the mode: the original function
+
+    def f(x):
+        with FunctionalSoftplus(2.0):
+            return F.relu(x.clone(), inplace=True) + F.hardswish(x) + F.leaky_relu(x, 0.1)
+
+    x = torch.randn(2, 5, dtype=torch.double).requires_grad_()
+    assert torch.autograd.gradcheck(f, (x,)) and torch.autograd.gradgradcheck(f, (x,))
+
+
+def googlenet(size: int = 32):
+    """Torchvision's GoogLeNet (F.relu inside forward: no activation module to swap), seeded random weights."""
+    import torchvision
+
+    from deepsaliency.models import Model
+
+    torch.manual_seed(0)
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+    return Model(net, input_size=(size, size), labels=[str(i) for i in range(1000)], name="googlenet")
+
+
+def test_attack_moves_the_map_of_a_network_with_functional_relus(recwarn):
+    from deepsaliency.attack import attack_network
+
+    net = googlenet()
+    assert not any(isinstance(m, nn.ReLU) for m in net.modules())
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with attack_network(net, 10.0, probe=x) as swapped:
+        assert swapped.softplus.count == 0 and swapped.functional is not None  # only functional calls to smooth
+    tmap = torch.full((1, 32, 32), 0.05)
+    tmap[:, :10, :10] = 1.0
+    res = run_attack(net, x, "saliency", num_iter=3, target_map=tmap, lr=0.01, eval_every=1)
+    h0 = normalized_map(explanation(net, x.clone().requires_grad_(), "saliency", res.original_class, create_graph=False))
+    assert float((res.x_adv - x).abs().max()) > 1e-3  # before: exactly 0, with a warning to raise attack.lr
+    assert float((res.adv_expl - h0).abs().sum()) > 0.05  # the map moved (L1 of unit-sum maps)
+    assert res.evaluations[-1]["expl_loss"] < res.evaluations[0]["expl_loss"]
+    assert not [w for w in recwarn if "zero perturbation" in str(w.message)]
+
+
+class ClampNet(nn.Module):
+    """ReLU written as clamp(min=0): piecewise linear, and no activation the attack can smooth."""
+
+    name = "clampnet"
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 3)
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=g)
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).clamp(min=0).mean((2, 3)))
+
+
+def test_attack_on_an_unsmoothable_network_stops_with_one_line_naming_the_model():
+    x = images(1)
+    with pytest.raises(ParamError, match=r"^attack: the saliency map of model 'clampnet' does not change with the input .*0 activation modules swapped, no functional activation calls smoothed.*cannot move it$"):
+        run_attack(ClampNet(), x, "saliency", num_iter=2, target_map=corner_map(1), lr=0.01)
+    with pytest.raises(ParamError, match=r"^attack: the smoothgrad map of model 'clampnet'"):
+        perform_attack(ClampNet(), x, "smoothgrad", num_iter=2, k=10, nt_samples=2)
+
+
+def test_the_embedded_model_needs_no_functional_smoothing(model, samples):
+    from deepsaliency.attack import attack_network
+
+    with attack_network(model, 10.0, probe=samples["chelsea"]) as net:  # its ReLU6 are modules: no dispatch overhead
+        assert net.softplus.count == 33 and net.functional is None
 
 
 # ---------------------------------------------------------------- PGD

@@ -1,0 +1,187 @@
+"""Untargeted explanation attacks: move a map AWAY from itself while the prediction stays.
+
+Ghorbani, Abid, Zou, "Interpretation of Neural Networks is Fragile", AAAI 2019,
+https://arxiv.org/abs/1710.10547, define two attacks on a saliency map ``I(x)``
+under an L∞ budget ``‖x_adv − x‖∞ ≤ eps`` that keep the predicted label:
+
+* the **top-k attack** minimises the share of the map that lies on the k pixels
+  that were the most salient in the ORIGINAL map, ``Σ_{i∈top-k(I(x))} h_i(x_adv)``
+  (h normalised to sum 1), pushing those pixels out of the top k;
+* the **centre-of-mass attack** maximises the distance, in pixels, between the
+  map's centre of mass ``C(h) = Σ_ij h_ij·(i, j)`` and the original's.
+
+Both run on the differentiable explanations of :mod:`deepsaliency.diffexplain`
+with the same optimiser as the targeted attack (:func:`deepsaliency.attack.attack_loop`):
+Adam in [0, 1] pixel space, projection onto the L∞ ball and the pixel range after
+every step, ReLU-family activations swapped for β-softplus for the gradient methods
+(the map of a ReLU network has zero second derivative almost everywhere), the output
+term ``b·MSE(softmax(x_adv), softmax(x))`` to keep the class, and every ``eval_every``
+steps an evaluation on the ORIGINAL network; the returned iterate is the best one
+(lowest ``a·map_loss + b·output_loss``) among those that keep the top-1 class.
+Ghorbani et al. take signed gradient steps and check the label after each; the loop
+here is shared with the targeted attack instead of written twice. No library
+implements these attacks, so the objectives are written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .attack import (
+    ATTACK_METHOD_DEFAULTS,
+    GRADIENT_METHODS,
+    AttackResult,
+    _check,
+    _number,
+    attack_loop,
+    check_attack_params,
+    prepare_input,
+)
+from .diffexplain import check_method, explanation, normalized_map
+from .errors import ParamError
+from .models import preserves_model_state
+
+#: The attack objectives: ``topk`` and ``center_of_mass``.
+KINDS = ("topk", "center_of_mass")
+
+#: L∞ budget in pixel units when none is given: 8/255, the largest of Ghorbani et al.'s budgets.
+DEFAULT_EPS = 8 / 255
+
+#: Weight ``a`` of the explanation term per kind when none is given (the output term's ``b`` is 1e6,
+#: as for the targeted attack). The top-k share is in [0, 1], the centre-of-mass distance in pixels.
+DEFAULT_A = {"topk": 100.0, "center_of_mass": 1.0}
+
+
+def topk_mask(h: torch.Tensor, k: int) -> torch.Tensor:
+    """1 on the ``k`` largest pixels of each map, else 0: (B, H, W) → (B, H, W) float."""
+    flat = h.reshape(len(h), -1)
+    mask = torch.zeros_like(flat)
+    mask.scatter_(1, flat.topk(k, dim=1).indices, 1.0)
+    return mask.view_as(h)
+
+
+def center_of_mass(h: torch.Tensor) -> torch.Tensor:
+    """Centre of mass (row, column) in pixels of non-negative maps (B, H, W) → (B, 2), differentiable."""
+    rows = torch.arange(h.shape[-2], dtype=h.dtype, device=h.device)
+    cols = torch.arange(h.shape[-1], dtype=h.dtype, device=h.device)
+    total = h.sum((1, 2)).clamp_min(torch.finfo(h.dtype).tiny)
+    return torch.stack([(h.sum(2) * rows).sum(1) / total, (h.sum(1) * cols).sum(1) / total], 1)
+
+
+def topk_loss(h0: torch.Tensor, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Ghorbani et al.'s top-k objective: the share of each map on the top-k pixels of ``h0``, (B,) in [0, 1]."""
+    mask = topk_mask(h0, k)
+    return lambda h: (h * mask).sum((1, 2)) / h.sum((1, 2)).clamp_min(torch.finfo(h.dtype).tiny)
+
+
+def center_of_mass_loss(h0: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Ghorbani et al.'s centre-of-mass objective: minus the distance (pixels) of each map's centre
+    of mass from ``h0``'s, (B,) ≤ 0."""
+    c0 = center_of_mass(h0)
+    # + tiny under the root: the distance's gradient is undefined where it is 0 (the first step).
+    return lambda h: -(((center_of_mass(h) - c0) ** 2).sum(1) + 1e-12).sqrt()
+
+
+@preserves_model_state
+def untargeted_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    exp_method: str = "integrated_gradients",
+    num_iter: int = 100,
+    kind: str = "topk",
+    k: int = 1000,
+    eps: float | None = DEFAULT_EPS,
+    lr: float = 2e-3,
+    lr_end: float | None = 5e-5,
+    a: float | None = None,
+    b: float = 1e6,
+    beta_start: float = 10.0,
+    beta_end: float = 100.0,
+    eval_every: int = 10,
+    resample: bool | None = None,
+    fast: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+    progress: bool = False,
+    **params: Any,
+) -> AttackResult:
+    """Push the explanation of ``x`` away from itself, keeping the class (Ghorbani et al. 2019).
+
+    Args:
+        model: a classifier in pixel space returning logits.
+        x: images (B, 3, H, W) or (3, H, W) in [0, 1].
+        exp_method: ``saliency``, ``input_x_gradient``, ``integrated_gradients``, ``smoothgrad`` or ``rise``.
+        num_iter: Adam steps (≥ 1).
+        kind: ``topk`` (minimise the map's share on its original top-k pixels) or
+            ``center_of_mass`` (maximise the shift of its centre of mass, in pixels).
+        k: pixels of the top-k set, 1 ≤ k < H·W (``topk`` only; 1000 as in the paper and ``metrics.top_k``).
+        eps: L∞ budget in pixel units, in (0, 1]; default 8/255 (Ghorbani et al.'s largest);
+            None → no budget. ``x_adv`` is always clamped to [0, 1].
+        lr, lr_end: Adam step in pixel units, cosine-decayed to ``lr_end``.
+        a: weight of the explanation term; None → :data:`DEFAULT_A` of ``kind``.
+        b: weight of the output term ``MSE(softmax(x_adv), softmax(x))``.
+        beta_start, beta_end, eval_every, resample, fast, callback, progress, **params: as for
+            :func:`deepsaliency.attack.run_attack`.
+
+    Returns:
+        An :class:`~deepsaliency.attack.AttackResult`: ``x_adv`` (B, 3, H, W), ``adv_expl`` its
+        normalised map on the original network (B, H, W), ``target_map`` the ORIGINAL normalised
+        map h(x) the attack moves away from; ``expl_loss`` in the records is the top-k share
+        (in [0, 1]) or minus the centre-of-mass shift (pixels).
+
+    Raises:
+        ParamError: a bad argument (named), or a map that does not depend on the input
+            (see :func:`deepsaliency.attack.check_curvature`).
+    """
+    check_method(exp_method)
+    if kind not in KINDS:
+        raise ParamError(f"kind: {kind!r} is not allowed (one of {', '.join(KINDS)})")
+    a = DEFAULT_A[kind] if a is None else a
+    check_attack_params(num_iter, lr, a, b, beta_start, beta_end, eps, eval_every)
+    _check(
+        "lr_end",
+        lr_end,
+        lr_end is None or (_number(lr_end) and 0 <= lr_end <= 1),
+        "null (constant lr) or a number in [0, 1]",
+    )
+    x = prepare_input(model, x)
+    pixels = x.shape[-2] * x.shape[-1]
+    if kind == "topk" and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < pixels):
+        raise ParamError(
+            f"k: {k!r} is not allowed (an integer in [1, {pixels - 1}] for {x.shape[-2]}×{x.shape[-1]} images)"
+        )
+    params = {**ATTACK_METHOD_DEFAULTS[exp_method], **params}
+
+    # The original prediction and map: on the original network, with the attack's fixed samples.
+    with torch.no_grad():
+        probs_0 = model(x).softmax(-1)
+    cls = probs_0.argmax(-1)
+    x0 = x.detach().clone().requires_grad_(exp_method in GRADIENT_METHODS)
+    h0 = normalized_map(explanation(model, x0, exp_method, cls, create_graph=False, **params).detach()).detach()
+    map_loss = topk_loss(h0, k) if kind == "topk" else center_of_mass_loss(h0)
+    return attack_loop(
+        model,
+        x,
+        exp_method,
+        cls,
+        probs_0,
+        params,
+        map_loss,
+        h0,
+        num_iter=num_iter,
+        lr=lr,
+        lr_end=lr_end,
+        a=a,
+        b=b,
+        beta_start=beta_start,
+        beta_end=beta_end,
+        eps=eps,
+        eval_every=eval_every,
+        resample=resample,
+        fast=fast,
+        callback=callback,
+        progress=progress,
+    )
