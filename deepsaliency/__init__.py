@@ -15,25 +15,22 @@ _EXPORTS = {
     "attack": ("AttackResult", "perform_attack", "pgd_attack", "run_attack"),
     "data": ("load_img",),
     "diffexplain": ("explanation", "normalized_map"),
-    "explain": ("METHODS", "attribute", "reduce_map"),
+    "attribution": ("METHODS", "attribute", "reduce_map"),
     "metrics": ("compare_maps", "compute_metrics", "deletion", "insertion"),
-    "models": ("Model", "load_model"),
+    "models": ("Model", "library_state", "load_model"),
     "plots": ("plot_attack", "plot_comparison", "plot_methods", "plot_transfer_matrix"),
     "report": ("write_report",),
-    "rise": ("RiseMasks", "generate_masks"),
+    "rise": ("RiseMasks", "explain", "generate_masks", "rise_saliency"),
+    "untargeted": ("untargeted_attack",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-# ``explain`` names both a submodule (Captum methods) and RISE's function. The submodule is
-# imported first, then the name is bound to the function, as the package always exported it;
-# importing the submodule later would otherwise rebind the package attribute to the module.
-from . import explain as _explain_module  # noqa: E402,F401
-from .rise import explain  # noqa: E402
-
+# ``explain`` is RISE's function (the seed project's name; also ``rise_saliency``). The Captum
+# methods live in the submodule ``attribution``, so no submodule shadows the function.
 __all__ = [
-    "Model", "load_model", "load_img",
-    "generate_masks", "RiseMasks", "explain", "attribute", "reduce_map", "METHODS",
-    "perform_attack", "run_attack", "AttackResult", "pgd_attack", "explanation", "normalized_map",
+    "Model", "library_state", "load_model", "load_img",
+    "generate_masks", "RiseMasks", "explain", "rise_saliency", "attribute", "reduce_map", "METHODS",
+    "perform_attack", "run_attack", "untargeted_attack", "AttackResult", "pgd_attack", "explanation", "normalized_map",
     "compute_metrics", "compare_maps", "deletion", "insertion",
     "plot_comparison", "plot_methods", "plot_attack", "plot_transfer_matrix", "write_report",
 ]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ParamError
-from .explain import METHODS
+from .attribution import METHODS, check_gradcam_layer, check_ig_steps, check_occlusion
 
 ATTACK_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise")
 
@@ -120,13 +120,21 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "device": _str(),
         "input_size": _int(8, 1024),
     },
-    "prepare": {"images": _str(), "resize": _choice("stretch", "center_crop")},
+    "prepare": {
+        "images": _str(),
+        "resize": _choice("stretch", "center_crop"),
+        "labels": _optional(_str(), "null (no labels file)"),
+        # A seeded subset; see deepsaliency.data.prepare_images.
+        "sample": {"n": _optional(_int(1)), "per_class": _optional(_int(1)), "only_correct": _bool(),
+                   "seed": _int(0)},
+    },
     "rise": {
         "N": _int(1),
         "s": _int(1),
         "p1": _float(0, 1, lo_open=True, hi_open=True),
         "seed": _int(0),
         "batch_size": _either("auto", _int(1)),
+        "sampling": _choice("random", "sobol", "antithetic"),  # deepsaliency.rise.SAMPLINGS
     },
     "explain": {"methods": _subset(METHODS), "target": _optional(_int(0), "null (the model's prediction)")},
     "saliency": {"abs": _bool()},
@@ -140,6 +148,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "gradient_shap": {"n_samples": _int(1), "stdevs": _float(0), "seed": _int(0)},
     "occlusion": {"window": _int(1), "stride": _int(1), "baseline": _float(0, 1), "perturbations_per_eval": _int(1)},
     "gradcam": {"layer": _str()},
+    "guided_backprop": {},
+    "deeplift": {"eps": _float(0, lo_open=True)},
+    "gradcam_plus_plus": {"layer": _str()},
+    "lrp": {"epsilon": _float(0, lo_open=True), "canonize_skips": _bool()},
     "attack": {
         "methods": _subset(ATTACK_METHODS),
         "target_image": _str(),
@@ -162,7 +174,16 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "steps": _int(1),
         "seed": _int(0),
     },
-    "metrics": {"top_k": _int(1)},
+    "metrics": {
+        "top_k": _int(1),
+        # Every mean in reports/metrics.json gets a seeded bootstrap CI (deepsaliency.metrics.statistics).
+        "bootstrap": {"n_resamples": _int(100), "seed": _int(0)},
+    },
+    # The leaderboard's ranking, computed by the metrics stage: budget (/255) to rank at, and the paired tests' α.
+    "report": {
+        "rank_eps": _optional(_float(0, 255, lo_open=True), "null (the largest budget)"),
+        "alpha": _float(0, 1, lo_open=True, hi_open=True),
+    },
     "faithfulness": {
         "step": _int(1),
         "substrate": _choice("mean", "zero", "blur"),
@@ -237,8 +258,19 @@ def _cross_checks(p: dict) -> None:
     size = p["model"]["input_size"]
     if p["rise"]["s"] > size:
         raise ParamError(f"rise.s: {p['rise']['s']!r} is not allowed (an integer in [1, {size}], model.input_size)")
-    if p["occlusion"]["window"] > size:
-        raise ParamError(f"occlusion.window: {p['occlusion']['window']!r} is not allowed (an integer in [1, {size}], model.input_size)")
+    # What Captum's Occlusion asserts (window fits, stride ≤ window), checked here instead of mid-stage.
+    check_occlusion(p["occlusion"]["window"], p["occlusion"]["stride"], (size, size),
+                    ("occlusion.window", "occlusion.stride"), "model.input_size")
+    # Captum's riemann_* rules need two or more steps; the attack uses the quadrature unless it resamples.
+    integration = p["integrated_gradients"]["integration"]
+    check_ig_steps(p["integrated_gradients"]["n_steps"], integration, "integrated_gradients.n_steps")
+    if not p["attack"]["integrated_gradients"]["resample"]:
+        check_ig_steps(p["attack"]["integrated_gradients"]["n_steps"], integration,
+                       "attack.integrated_gradients.n_steps")
+    # torchvision's reflect padding of the insertion blur needs kernel // 2 < the image side.
+    if p["faithfulness"]["blur_kernel"] // 2 >= size:
+        raise ParamError(f"faithfulness.blur_kernel: {p['faithfulness']['blur_kernel']!r} is not allowed "
+                         f"(an odd integer in [1, {2 * size - 1}] for model.input_size {size})")
     device = p["model"]["device"]
     if not (device in ("auto", "cpu") or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ParamError(f"model.device: {device!r} is not allowed (expected auto, cpu, cuda or cuda:N)")
@@ -258,6 +290,31 @@ def _cross_checks(p: dict) -> None:
             raise ParamError(f"attack.{method}.lr_end: {run['lr_end']!r} is not allowed (a number in [0, {run['lr']}], attack.{method}.lr)")
     if p["explain"]["target"] is not None and p["explain"]["target"] > 999:
         raise ParamError(f"explain.target: {p['explain']['target']!r} is not allowed (null or a class index in [0, 999])")
+    unshown = [m for m in p["plots"]["min_max_methods"] if m not in p["explain"]["methods"]]
+    if unshown:
+        raise ParamError(f"plots.min_max_methods: {unshown[0]!r} is not allowed "
+                         f"(methods must also be in explain.methods: {', '.join(p['explain']['methods'])})")
+
+
+def check_model_params(params: dict, model: Any) -> None:
+    """The cross-checks that need the loaded model, run by a stage before any explanation.
+
+    ``gradcam.layer`` (and ``gradcam_plus_plus.layer``) must name a submodule whose output is a feature map (B, C, h, w) — probed
+    with one forward pass of a black image at ``model.input_size`` — and ``explain.target`` must be
+    a class of the model ([0, K) for its K outputs).
+
+    Raises:
+        ParamError: one line naming ``gradcam.layer``, ``gradcam_plus_plus.layer`` or ``explain.target``.
+    """
+    import torch
+
+    from ._validate import check_target, num_classes
+
+    for section in ("gradcam", "gradcam_plus_plus"):  # both look at one layer's feature map
+        check_gradcam_layer(model, params[section]["layer"], f"{section}.layer")
+    if params["explain"]["target"] is not None:
+        probe = torch.zeros(1, 3, *model.input_size, device=model.device)
+        check_target(params["explain"]["target"], 1, num_classes(model, probe), "explain.target")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

@@ -30,15 +30,15 @@ import torch
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS, approximation_parameters
 from torch import nn
 
+from ._validate import check_int, check_target, num_classes
 from .errors import ParamError
+from .models import preserves_model_state
 
 DIFF_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise")
 
 
 def _check_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ParamError(f"{name}: {value!r} is not allowed (an integer ≥ {low})")
-    return int(value)
+    return check_int(value, name, low)
 
 
 def _gradient(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +78,8 @@ def _integrated_gradients(
     if alpha_seed is None:
         if integration not in SUPPORTED_METHODS:
             raise ParamError(f"integrated_gradients.integration: {integration!r} is not allowed (one of {', '.join(SUPPORTED_METHODS)})")
+        if integration.startswith("riemann"):  # Captum asserts "The number of steps has to be larger than one"
+            n_steps = check_int(n_steps, "integrated_gradients.n_steps", 2, why=f"integration {integration}")
         step_sizes_fn, alphas_fn = approximation_parameters(integration)
         step_sizes, alphas = step_sizes_fn(n_steps), alphas_fn(n_steps)
     else:
@@ -114,6 +116,8 @@ def _smoothgrad(
     model, x, target, create_graph, nt_samples: int = 20, stdevs: float = 0.15, seed: int = 0, nt_samples_batch_size: int | None = 10, abs: bool = True
 ):
     nt_samples = _check_int("smoothgrad.nt_samples", nt_samples)
+    if nt_samples_batch_size is not None:  # 0 would mean partitions of no samples
+        nt_samples_batch_size = _check_int("smoothgrad.nt_samples_batch_size", nt_samples_batch_size)
     if not float(stdevs) >= 0:
         raise ParamError(f"smoothgrad.stdevs: {stdevs!r} is not allowed (a number ≥ 0, pixel units)")
     noise = smoothgrad_noise(x.shape, nt_samples, stdevs, seed, nt_samples_batch_size, x.device)
@@ -172,7 +176,8 @@ def explanation_and_logits(
     """Like :func:`explanation`, also returning the logits of ``model(x)`` when the method computed them
     on ``x`` itself (saliency, input_x_gradient), else None — so an attack can reuse that forward pass."""
     check_method(method)
-    target = torch.as_tensor(target, device=x.device).reshape(-1).expand(len(x)).long()
+    # The shared check (the attack's class targets come through here too); -1 must not mean class 999.
+    target = check_target(target, len(x), num_classes(model, x)).to(x.device)
     try:
         return _DISPATCH[method](model, x, target, create_graph, **params)
     except TypeError as exc:
@@ -181,6 +186,7 @@ def explanation_and_logits(
         raise
 
 
+@preserves_model_state
 def explanation(model: nn.Module, x: torch.Tensor, method: str, target, create_graph: bool = True, **params: Any) -> torch.Tensor:
     """The raw attribution of ``method``, differentiable with respect to ``x``.
 
@@ -189,7 +195,8 @@ def explanation(model: nn.Module, x: torch.Tensor, method: str, target, create_g
         x: images (B, 3, H, W) in [0, 1]; for gradients with respect to ``x`` it
             should require grad (it is made to, if it is a leaf that does not).
         method: one of :data:`DIFF_METHODS`.
-        target: the class to explain, an int or one per image.
+        target: the class to explain, in [0, K) for a K-class model: an int, a sequence or a 0-d/1-d
+            integer tensor, one for all images or exactly one per image.
         create_graph: keep the graph of the gradient computation so the result
             can be differentiated again (False: a cheaper first-order value).
         **params: the method's parameters — integrated_gradients: ``n_steps`` (50),
@@ -202,6 +209,10 @@ def explanation(model: nn.Module, x: torch.Tensor, method: str, target, create_g
 
     Returns:
         (B, 3, H, W) — (B, 1, H, W) for ``rise``.
+
+    Raises:
+        ParamError: a method that cannot be attacked, an unknown parameter, a ``target`` outside
+            [0, K) or with neither one nor B entries, ``n_steps`` < 2 with a ``riemann_*`` integration.
     """
     return explanation_and_logits(model, x, method, target, create_graph, **params)[0]
 

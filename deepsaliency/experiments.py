@@ -1,6 +1,6 @@
 """Dataset-level steps the attack stages share: choosing targets, attacking, re-explaining.
 
-The algorithms live in :mod:`deepsaliency.attack` and :mod:`deepsaliency.explain`;
+The algorithms live in :mod:`deepsaliency.attack` and :mod:`deepsaliency.attribution`;
 this module only applies them to every prepared image and gathers what the
 stages write.
 """
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .errors import ParamError
-from .explain import explain_images
+from .attribution import explain_images
 from .rise import auto_batch_size
 
 
@@ -37,7 +37,7 @@ def choose_targets(stems: list[str], target_image: str) -> list[str]:
 
 
 def method_kwargs(params: dict, method: str, model=None, masks=None) -> dict[str, Any]:
-    """Keyword arguments for :func:`deepsaliency.explain.attribute` from a method's params section.
+    """Keyword arguments for :func:`deepsaliency.attribution.attribute` from a method's params section.
 
     ``rise`` takes the loaded masks and ``rise.batch_size`` (``auto`` is measured on ``model``).
     """

@@ -1,7 +1,8 @@
 """Stage attack@<method>: manipulate each image's <method> map toward another image's map.
 
 Writes data/attacks/<method>/<stem>.npz (x_adv and every method's map on x_adv)
-and reports/attack_loss/<method>.csv (per-step loss terms, for dvc plots).
+and reports/attack_loss/<method>.csv (per-step loss terms; the metrics stage gathers the listed
+attacks into reports/plots/attack_loss.csv for dvc plots and the report).
 """
 import sys
 
@@ -11,7 +12,7 @@ import torch
 
 from deepsaliency.artifacts import MASKS, read_explanation, read_prepared, write_npz
 from deepsaliency.attack import run_attack
-from deepsaliency.config import load_params
+from deepsaliency.config import check_model_params, load_params
 from deepsaliency.errors import ParamError
 from deepsaliency.experiments import attack_explanation_params, attack_run_params, choose_targets, class_probabilities, explain_all
 from deepsaliency.models import load_model
@@ -25,6 +26,7 @@ def main() -> None:
         raise ParamError(f"stages/attack.py: method {sys.argv[1:]!r} is not allowed (one of attack.methods: {params['attack']['methods']})")
     method = sys.argv[1]
     model = load_model(**params["model"])
+    check_model_params(params, model)  # a bad gradcam layer fails now, not after the attack
     manifest, x = read_prepared()
     stems, classes = list(manifest["stem"]), [int(c) for c in manifest["class_idx"]]
     target_stems = choose_targets(stems, params["attack"]["target_image"])

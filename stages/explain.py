@@ -8,10 +8,10 @@ import sys
 import numpy as np
 
 from deepsaliency.artifacts import MASKS, read_prepared, write_npz
-from deepsaliency.config import load_params
+from deepsaliency.config import check_model_params, load_params
 from deepsaliency.errors import ParamError
 from deepsaliency.experiments import method_kwargs
-from deepsaliency.explain import METHODS, explain_images
+from deepsaliency.attribution import METHODS, explain_images
 from deepsaliency.models import load_model
 from deepsaliency.rise import RiseMasks
 from deepsaliency.stage import atomic_dir, run_stage
@@ -23,6 +23,7 @@ def main() -> None:
         raise ParamError(f"stages/explain.py: method {sys.argv[1:]!r} is not allowed (one of {', '.join(METHODS)})")
     method = sys.argv[1]
     model = load_model(**params["model"])
+    check_model_params(params, model)  # gradcam.layer and explain.target against the model, before any work
     manifest, x = read_prepared()
     target = params["explain"]["target"]
     targets = [target if target is not None else c for c in manifest["class_idx"]]

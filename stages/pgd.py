@@ -7,7 +7,7 @@ import numpy as np
 
 from deepsaliency.artifacts import MASKS, read_prepared, write_npz
 from deepsaliency.attack import pgd_attack
-from deepsaliency.config import load_params
+from deepsaliency.config import check_model_params, load_params
 from deepsaliency.experiments import class_probabilities, explain_all
 from deepsaliency.models import load_model
 from deepsaliency.rise import RiseMasks
@@ -18,6 +18,7 @@ def main() -> None:
     params = load_params()
     cfg = params["pgd"]
     model = load_model(**params["model"])
+    check_model_params(params, model)  # a bad gradcam layer fails now, not after the attack
     manifest, x = read_prepared()
     stems, classes = list(manifest["stem"]), [int(c) for c in manifest["class_idx"]]
     x_adv = pgd_attack(model, x.to(model.device), eps=cfg["eps"], step_size=cfg["step_size"], steps=cfg["steps"], seed=cfg["seed"]).cpu()

@@ -67,7 +67,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(path, value, message):
 def test_typos_and_missing_keys_are_caught():
     params = copy.deepcopy(DEFAULTS)
     params["rise"]["NN"] = params["rise"].pop("N")
-    with pytest.raises(ParamError, match=r"rise.NN: unknown key \(allowed in 'rise': N, s, p1, seed, batch_size\)"):
+    with pytest.raises(ParamError, match=r"rise.NN: unknown key \(allowed in 'rise': N, s, p1, seed, batch_size, sampling\)"):
         validate(params)
     params = copy.deepcopy(DEFAULTS)
     del params["rise"]["N"]
@@ -90,3 +90,91 @@ def test_unreadable_params_file(tmp_path):
     bad.write_text("rise: [unclosed\n")
     with pytest.raises(ParamError, match=r"params.yaml: not valid YAML at line 2"):
         load_params(bad)
+
+
+# --- issue 12: every cross-parameter constraint is caught by validation, naming the key ------------------
+
+from deepsaliency.config import check_model_params  # noqa: E402
+
+
+def with_changes(**changes):
+    params = copy.deepcopy(DEFAULTS)
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return params
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # Captum's Occlusion asserts stride ≤ window wherever the window does not cover the input.
+        (dict(occlusion__window=8, occlusion__stride=32),
+         r"^occlusion.stride: 32 is not allowed \(an integer in \[1, 8\], occlusion.window 8; "
+         r"Captum's Occlusion needs stride ≤ window\)$"),
+        (dict(occlusion__window=224, occlusion__stride=300),
+         r"^occlusion.stride: 300 is not allowed \(an integer in \[1, 224\], model.input_size\)$"),
+        (dict(occlusion__window=500),
+         r"^occlusion.window: 500 is not allowed \(an integer in \[1, 224\], model.input_size\)$"),
+        (dict(model__input_size=64, occlusion__window=32, occlusion__stride=24, faithfulness__step=100,
+              metrics__top_k=100, rise__s=8, faithfulness__blur_kernel=129),
+         r"^faithfulness.blur_kernel: 129 is not allowed \(an odd integer in \[1, 127\]"),
+        (dict(integrated_gradients__integration="riemann_trapezoid", integrated_gradients__n_steps=1),
+         r"^integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_trapezoid\)$"),
+        (dict(integrated_gradients__integration="riemann_left", attack__integrated_gradients__n_steps=1,
+              attack__integrated_gradients__resample=False),
+         r"^attack.integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)$"),
+        (dict(explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradcam"],
+              attack__methods=["saliency"]),
+         r"^plots.min_max_methods: 'rise' is not allowed \(methods must also be in explain.methods: saliency, "),
+    ],
+)
+def test_cross_parameter_constraints_name_the_key(changes, message):
+    with pytest.raises(ParamError, match=message) as info:
+        validate(with_changes(**changes))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(occlusion__window=8, occlusion__stride=8),
+        dict(occlusion__window=224, occlusion__stride=224),  # one position: any stride up to the input runs
+        dict(integrated_gradients__n_steps=1),  # Gauss–Legendre with one node is fine
+        dict(integrated_gradients__integration="riemann_left", attack__integrated_gradients__n_steps=1,
+             attack__integrated_gradients__resample=True),  # random path points, no Riemann rule
+        dict(faithfulness__blur_kernel=447),
+        dict(explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"],
+             plots__min_max_methods=[]),
+    ],
+)
+def test_the_edges_of_the_cross_constraints_are_accepted(changes):
+    validate(with_changes(**changes))
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        ("net.classifier",
+         r"^gradcam.layer: 'net.classifier' outputs shape \(1, 1000\); Grad-CAM needs a feature map \(B, C, h, w\)$"),
+        ("net.global_pool", r"^gradcam.layer: 'net.global_pool' outputs shape \(1, 1280\); Grad-CAM needs a feature"),
+        ("net", r"^gradcam.layer: 'net' outputs shape \(1, 1000\); Grad-CAM needs a feature map"),
+        ("net.bn9", r"^gradcam.layer: 'net.bn9' is not a submodule of the model"),
+    ],
+)
+def test_model_dependent_checks_name_gradcam_layer(model, layer, message):
+    params = validate(with_change("gradcam.layer", layer))  # a string: the schema alone cannot tell
+    with pytest.raises(ParamError, match=message):
+        check_model_params(params, model)
+
+
+def test_model_dependent_checks_accept_the_defaults_and_bound_the_target_by_the_model(model):
+    check_model_params(validate(copy.deepcopy(DEFAULTS)), model)
+    check_model_params(validate(with_change("gradcam.layer", "net.blocks.5")), model)  # an inner feature map is fine
+    params = validate(with_change("explain.target", 999))
+    params["explain"]["target"] = 1000  # as if a schema allowed it: the model's 1000 classes still bound it
+    with pytest.raises(ParamError, match=r"^explain.target: 1000 is not allowed \(a class index in \[0, 999\]\)$"):
+        check_model_params(params, model)

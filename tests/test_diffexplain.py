@@ -111,3 +111,39 @@ def test_integrated_gradients_random_path_points_estimate_the_integral(model, x)
     assert abs(mean_total - gap) / abs(gap) < 0.25
     for d in draws:
         assert float(torch.corrcoef(torch.stack([d.abs().sum(1).flatten(), quad.abs().sum(1).flatten()]))[0, 1]) > 0.6
+
+
+# --- issue 12: the attack's class targets pass the same check as attribute's ---------------------------
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients"])
+def test_targets_outside_the_classes_are_refused(model, x, method):
+    # Before: a torch 'index -1 is out of bounds' RuntimeError from gather, naming no argument.
+    for bad in (-1, 1000):
+        params = {"n_steps": 2} if method == "integrated_gradients" else {}
+        with pytest.raises(ParamError, match=rf"^target: {bad} is not allowed \(a class index in \[0, 999\]\)$"):
+            explanation(model, x.clone().requires_grad_(), method, bad, create_graph=False, **params)
+
+
+def test_three_targets_for_two_images_is_one_line(model, samples):
+    xb = torch.cat([samples["chelsea"], samples["coffee"]]).requires_grad_()
+    with pytest.raises(ParamError) as info:
+        explanation(model, xb, "saliency", [285, 967, 1], create_graph=False)
+    assert str(info.value) == ("target: 3 values for 2 images is not allowed "
+                               "(a class index in [0, 999], one for all 2 images or exactly one per image)")
+
+
+def test_a_model_without_labels_is_probed_for_its_class_count():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    xs = torch.rand(2, 3, 4, 4, requires_grad=True)
+    assert explanation(net, xs, "saliency", [0, 4], create_graph=False).shape == (2, 3, 4, 4)
+    with pytest.raises(ParamError, match=r"^target: 5 \(position 1\) is not allowed \(a class index in \[0, 4\]"):
+        explanation(net, xs, "saliency", torch.tensor([0, 5]), create_graph=False)
+
+
+def test_riemann_quadrature_with_one_step_and_empty_noise_batches_are_named(model, x):
+    message = r"^integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)"
+    with pytest.raises(ParamError, match=message):
+        explanation(model, x, "integrated_gradients", TARGET, create_graph=False, n_steps=1, integration="riemann_left")
+    with pytest.raises(ParamError, match=r"^smoothgrad.nt_samples_batch_size: 0 is not allowed \(an integer ≥ 1\)"):
+        explanation(model, x, "smoothgrad", TARGET, create_graph=False, nt_samples=2, nt_samples_batch_size=0)

@@ -101,3 +101,25 @@ def test_interrupted_output_leaves_nothing_behind(tmp_path):
             f.write_text("{")
             raise RuntimeError("crash while writing")
     assert not (tmp_path / "metrics.json").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def set_params(project: Path, **changes) -> None:
+    for path, value in changes.items():
+        set_param(project, path.replace("__", "."), value)
+
+
+def test_occlusion_stride_larger_than_the_window_stops_the_explain_stage(project):
+    # Before: the params passed validation and the stage died in a Captum AssertionError traceback, exit 1.
+    set_params(project, occlusion__window=8, occlusion__stride=32)
+    proc = run_stage(project, "stages/explain.py", "occlusion")
+    assert_one_line_error(proc, "occlusion.stride: 32 is not allowed", "occlusion.window 8", "stride ≤ window")
+    assert not (project / "data/explanations").exists()
+
+
+def test_a_gradcam_layer_that_is_not_a_feature_map_stops_the_explain_stage_before_any_work(project):
+    # No prepared images exist: the check must come right after the model loads, before reading any data.
+    set_param(project, "gradcam.layer", "net.classifier")
+    proc = run_stage(project, "stages/explain.py", "gradcam")
+    assert_one_line_error(proc, "gradcam.layer: 'net.classifier' outputs shape (1, 1000); "
+                                "Grad-CAM needs a feature map (B, C, h, w)")
+    assert not (project / "data/explanations").exists()

@@ -29,8 +29,11 @@ from captum.attr import (
 )
 from torch import nn
 
+from . import methods_extra
 from . import rise as rise_module
+from ._validate import check_int, check_target, num_classes
 from .errors import AttributionError, ParamError
+from .models import preserves_model_state
 
 METHODS = (
     "rise",
@@ -41,6 +44,10 @@ METHODS = (
     "gradient_shap",
     "occlusion",
     "gradcam",
+    "guided_backprop",
+    "deeplift",
+    "gradcam_plus_plus",
+    "lrp",
 )
 
 
@@ -73,6 +80,7 @@ def _input_x_gradient(model, x, target):
 def _integrated_gradients(model, x, target, n_steps: int = 50, integration: str = "gausslegendre", internal_batch_size: int = 16):
     # "integration" is Captum's ``method`` (renamed: ``method`` names the attribution method here).
     # Baseline: black image (zero in pixel space), the usual choice for ImageNet.
+    check_ig_steps(n_steps, integration)
     return IntegratedGradients(model).attribute(
         x, baselines=torch.zeros_like(x), target=target, n_steps=n_steps, method=integration, internal_batch_size=internal_batch_size
     )
@@ -94,40 +102,127 @@ def _gradient_shap(model, x, target, n_samples: int = 20, stdevs: float = 0.1, s
         return GradientShap(model).attribute(x, baselines=baselines, target=target, n_samples=n_samples, stdevs=stdevs)
 
 
+def check_ig_steps(n_steps: Any, integration: str, name: str = "n_steps") -> int:
+    """``n_steps`` for Captum's quadrature ``integration``: ≥ 1, and ≥ 2 for the ``riemann_*`` rules
+    (Captum asserts "The number of steps has to be larger than one" for those).
+
+    Raises:
+        ParamError: one line naming ``name``.
+    """
+    low = 2 if str(integration).startswith("riemann") else 1
+    return check_int(n_steps, name, low, why=f"integration {integration}" if low == 2 else "")
+
+
+def check_occlusion(window: Any, stride: Any, size: tuple[int, int], names: tuple[str, str] = ("window", "stride"),
+                    size_name: str = "the input size") -> None:
+    """What Captum's ``Occlusion`` requires of a square ``window`` and ``stride`` on an (H, W) input.
+
+    Captum (``captum/attr/_core/occlusion.py``) asserts that the window fits the input and that the
+    stride is ≤ the window in every dimension the window does not cover whole; with a full-size
+    window any stride ≤ the input size is accepted here (one position either way).
+
+    Raises:
+        ParamError: one line naming ``names[0]`` (window) or ``names[1]`` (stride).
+    """
+    short = min(int(v) for v in size)
+    window = check_int(window, names[0], 1, short, why=size_name)
+    if window < max(int(v) for v in size):  # some dimension is not covered whole
+        check_int(stride, names[1], 1, window, why=f"{names[0]} {window}; Captum's Occlusion needs stride ≤ window")
+    else:
+        check_int(stride, names[1], 1, short, why=size_name)
+
+
 def _occlusion(model, x, target, window: int = 32, stride: int = 16, baseline: float = 0.0, perturbations_per_eval: int = 8):
+    check_occlusion(window, stride, tuple(x.shape[-2:]))
+    check_int(perturbations_per_eval, "perturbations_per_eval", 1)
     return Occlusion(model).attribute(
         x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
         baselines=baseline, target=target, perturbations_per_eval=perturbations_per_eval,
     )
 
 
-def gradcam_layer(model: nn.Module, layer: str = "auto") -> nn.Module:
-    """The layer Grad-CAM looks at: ``auto`` is the last feature map before pooling."""
+def gradcam_layer(model: nn.Module, layer: str = "auto", name: str = "layer") -> nn.Module:
+    """The layer Grad-CAM looks at: ``auto`` is the last feature map before pooling.
+
+    Args:
+        layer: ``auto`` or a dotted submodule path such as ``net.bn2``.
+        name: the argument's name in messages (``layer``; the explain stage passes ``gradcam.layer``).
+
+    Raises:
+        ParamError: ``layer`` is not a submodule of ``model`` (or ``auto`` finds no convolution).
+    """
+    if not isinstance(layer, str) or not layer:
+        raise ParamError(f"{name}: {layer!r} is not allowed ('auto' or a dotted submodule path like 'net.bn2')")
     if layer != "auto":
         try:
             return model.get_submodule(layer)
         except AttributeError:
-            raise ParamError(f"gradcam.layer: {layer!r} is not a submodule of the model (use 'auto' or a dotted path like 'net.bn2')") from None
-    for name in ("net.bn2", "net.layer4", "net.features"):  # timm EfficientNet, torchvision ResNet, VGG-style
+            raise ParamError(f"{name}: {layer!r} is not a submodule of the model "
+                             "(use 'auto' or a dotted path like 'net.bn2')") from None
+    for candidate in ("net.bn2", "net.layer4", "net.features"):  # timm EfficientNet, torchvision ResNet, VGG-style
         try:
-            return model.get_submodule(name)
+            return model.get_submodule(candidate)
         except AttributeError:
             continue
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise ParamError("gradcam.layer: 'auto' found no convolution in the model; name a layer")
+        raise ParamError(f"{name}: 'auto' found no convolution in the model; name a layer")
     return convs[-1]
 
 
+@contextlib.contextmanager
+def require_feature_map(module: nn.Module, layer: str, name: str = "layer") -> Iterator[None]:
+    """Within the block, a forward pass through ``module`` raises :class:`ParamError` (from a forward
+    hook, before any backward) unless its output is a 4-D tensor (B, C, h, w), what Grad-CAM needs."""
+
+    def hook(_module, _inputs, output):
+        if not (isinstance(output, torch.Tensor) and output.dim() == 4):
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ParamError(f"{name}: {layer!r} outputs shape {shape}; Grad-CAM needs a feature map (B, C, h, w)")
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def check_gradcam_layer(model: nn.Module, layer: str = "auto", name: str = "layer",
+                        input_size: tuple[int, int] | None = None) -> nn.Module:
+    """Resolve ``layer`` and probe it with one forward pass of a black image (1, 3, H, W).
+
+    ``input_size`` (H, W) defaults to ``model.input_size`` (224 × 224 for the embedded model); the
+    probe runs under ``no_grad``. The explain stage calls this before any explanation.
+
+    Returns:
+        The layer module.
+
+    Raises:
+        ParamError: not a submodule, or its output is not a feature map (B, C, h, w) — one line
+            naming ``name`` and the output shape.
+    """
+    module = gradcam_layer(model, layer, name)
+    h, w = input_size or getattr(model, "input_size", (224, 224))
+    device = getattr(model, "device", None)
+    device = device if isinstance(device, torch.device) else next(model.parameters()).device
+    with require_feature_map(module, layer, name), torch.no_grad():
+        model(torch.zeros(1, 3, h, w, device=device))
+    return module
+
+
 def _gradcam(model, x, target, layer: str = "auto"):
-    cam = LayerGradCam(model, gradcam_layer(model, layer)).attribute(x, target=target)
+    module = gradcam_layer(model, layer)
+    # The hook stops a layer with no spatial output (net.classifier, net.global_pool, net) during
+    # Captum's forward pass, instead of an interpolate traceback after it.
+    with require_feature_map(module, layer):
+        cam = LayerGradCam(model, module).attribute(x, target=target)
     return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
 
 
 def _rise(model, x, target, masks: "rise_module.RiseMasks", batch_size: int = 16, progress: bool = False):
     if masks is None:
         raise ParamError("rise: needs masks (generate_masks(...) or the masks stage's data/masks/masks.npz)")
-    sal = [rise_module.explain(model, xi[None], masks, batch_size=batch_size, target=int(t), progress=progress) for xi, t in zip(x, target)]
+    sal = [rise_module.rise_saliency(model, xi[None], masks, batch_size=batch_size, target=int(t), progress=progress) for xi, t in zip(x, target)]
     return torch.stack(sal).unsqueeze(1)
 
 
@@ -140,9 +235,14 @@ _DISPATCH: dict[str, Callable[..., torch.Tensor]] = {
     "gradient_shap": _gradient_shap,
     "occlusion": _occlusion,
     "gradcam": _gradcam,
+    "guided_backprop": methods_extra.guided_backprop,
+    "deeplift": methods_extra.deeplift,
+    "gradcam_plus_plus": methods_extra.gradcam_plus_plus,
+    "lrp": methods_extra.lrp,
 }
 
 
+@preserves_model_state
 def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | list[int] | torch.Tensor | None = None, **params: Any) -> torch.Tensor:
     """Attribution of ``method`` for a batch of images.
 
@@ -150,13 +250,19 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | list
         model: a classifier in pixel space (:class:`deepsaliency.Model`).
         x: images (B, 3, H, W) in [0, 1].
         method: one of :data:`METHODS`.
-        target: class index (or one per image); None → the model's prediction.
+        target: class index in [0, K) for a K-class model — an int, a sequence or a 0-d/1-d integer
+            tensor, one for all images or one per image; None → the model's prediction.
         **params: the method's parameters (its ``params.yaml`` section); ``rise``
-            needs ``masks``.
+            needs ``masks``; ``gradcam`` takes ``layer`` (a feature map (B, C, h, w)).
 
     Returns:
         The raw attribution, (B, 3, H, W) — or (B, 1, H, W) for ``rise`` and ``gradcam`` —
         detached, float32.
+
+    Raises:
+        ParamError: an unknown method or parameter, a ``target`` outside [0, K) or with neither one
+            nor B entries, an occlusion ``window``/``stride`` Captum cannot run, ``n_steps`` < 2 with a
+            ``riemann_*`` integration, a Grad-CAM ``layer`` that is not a feature map.
     """
     if method not in _DISPATCH:
         raise ParamError(f"explain.methods: {method!r} is not a known method (allowed: {', '.join(METHODS)})")
@@ -165,7 +271,8 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | list
     if target is None:
         with torch.no_grad():
             target = model(x).argmax(-1)
-    target = torch.as_tensor(target, device=x.device).reshape(-1).expand(len(x))
+    else:  # one shared check for every method: -1 must not quietly mean class 999
+        target = check_target(target, len(x), num_classes(model, x)).to(x.device)
     try:
         out = _DISPATCH[method](model, x, target, **params)
     except TypeError as exc:
@@ -177,7 +284,7 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | list
 
 def reduce_map(attribution: torch.Tensor, method: str) -> torch.Tensor:
     """Reduce an attribution (…, C, H, W) to a non-negative map (…, H, W) by the module's rule."""
-    if method == "gradcam":
+    if method in ("gradcam", "gradcam_plus_plus"):
         return attribution.sum(-3).clamp_min(0)
     if method == "rise":
         return attribution.sum(-3)
