@@ -69,6 +69,10 @@ METHOD_COLORS = {
     "gradient_shap": "tab:brown",
     "occlusion": "tab:pink",
     "gradcam": "tab:olive",
+    "guided_backprop": "tab:cyan",
+    "deeplift": "tab:gray",
+    "gradcam_plus_plus": "gold",
+    "lrp": "navy",
     "random": "black",
 }
 

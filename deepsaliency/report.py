@@ -7,7 +7,7 @@ Reads the artifact contract (see :mod:`deepsaliency.artifacts`)::
     data/attacks/<attack>/<stem>.npz                    x_adv, map_<method>, target_stem, label_adv, prob_adv
     reports/metrics.json, reports/metrics/*.csv         the metrics stage's summary and long tables
     reports/plots/{deletion,insertion}_curves.csv       faithfulness curves
-    reports/attack_loss/<attack>.csv                    attack optimisation curves
+    reports/plots/attack_loss.csv                       attack optimisation curves (column attack)
 
 and writes ``reports/figures/*.png``, ``reports/report.md`` and ``reports/index.html``
 (every image embedded as a base64 ``data:`` URI, no external file, script or style sheet).
@@ -39,7 +39,7 @@ from PIL import Image
 
 from . import plots
 from .errors import DeepSaliencyError
-from .explain import METHODS
+from .attribution import METHODS
 from .stage import atomic_dir, atomic_file
 
 #: Attacks in report order (explanation attacks first, then PGD); others follow alphabetically.
@@ -154,12 +154,17 @@ class Artifacts:
             return {k: z[k] for k in z.files}
 
 
-def load_artifacts(root: str | Path = ".", methods: Sequence[str] | None = None) -> Artifacts:
+def load_artifacts(root: str | Path = ".", methods: Sequence[str] | None = None,
+                   attacks: Sequence[str] | None = None) -> Artifacts:
     """Read every report input under ``root`` that exists.
+
+    A folder or loss curve of a method or attack that is not listed is left out: DVC keeps the outputs
+    of a stage dropped from a ``foreach`` list on disk, and the report shows only what the params list.
 
     Args:
         root: the repository root (where ``data/`` and ``reports/`` are).
         methods: explanation methods to show, in order (e.g. ``explain.methods``); None → every folder found.
+        attacks: attacks to show, in order (``attack.methods`` and ``pgd``); None → every folder found.
 
     Returns:
         The :class:`Artifacts`; a missing input is None/empty with a sentence in ``notes``.
@@ -182,7 +187,11 @@ def load_artifacts(root: str | Path = ".", methods: Sequence[str] | None = None)
         if m not in found:
             notes.append(f"Explanations: {expl / m} is missing (run the explain stage for {m}).")
     atk = root / "data/attacks"
-    art.attacks = _ordered([p.name for p in atk.iterdir() if p.is_dir() and not p.name.startswith(".")], ATTACK_ORDER) if atk.is_dir() else []
+    found = [p.name for p in atk.iterdir() if p.is_dir() and not p.name.startswith(".")] if atk.is_dir() else []
+    art.attacks = _ordered(found, ATTACK_ORDER) if attacks is None else [a for a in attacks if a in found]
+    for a in attacks or []:
+        if a not in found:
+            notes.append(f"Attacks: {atk / a} is missing (run the {a if a == PGD else 'attack@' + a} stage).")
     if not art.attacks:
         notes.append(f"Attacks: {atk} has no attack folder (run the attack stages).")
     mj = root / "reports/metrics.json"
@@ -201,14 +210,18 @@ def load_artifacts(root: str | Path = ".", methods: Sequence[str] | None = None)
         df = read_table(root / "reports/plots" / f"{kind}_curves.csv", notes, f"{kind.capitalize()} curves")
         if df is not None:
             art.curves[kind] = df
-    ldir = root / "reports/attack_loss"
-    if ldir.is_dir():
-        for name in _ordered([p.stem for p in ldir.glob("*.csv")], ATTACK_ORDER):
-            df = read_table(ldir / f"{name}.csv", notes, f"Attack loss ({name})")
-            if df is not None:
-                art.attack_loss[name] = df
-    if not art.attack_loss:
-        notes.append(f"Attack loss curves: no CSV in {ldir} (the attack stages write one per attack).")
+    losses = read_table(root / "reports/plots/attack_loss.csv", notes, "Attack loss curves")
+    if losses is not None and "attack" not in losses.columns:
+        notes.append(f"Attack loss curves: {root / 'reports/plots/attack_loss.csv'} has no attack column.")
+    elif losses is not None:
+        names = _ordered(losses["attack"].astype(str), ATTACK_ORDER) if attacks is None else art.attacks
+        for name in names:
+            df = losses[losses["attack"].astype(str) == name].drop(columns="attack")
+            if not df.empty:
+                art.attack_loss[name] = df.reset_index(drop=True)
+        if not art.attack_loss:
+            notes.append(f"Attack loss curves: {root / 'reports/plots/attack_loss.csv'} has no row of "
+                         f"{names or 'any attack'}.")
     return art
 
 
@@ -259,6 +272,10 @@ LEADERBOARD_COLUMNS = {
                    "Pearson correlation of the method's map on x_adv with the target map, when the attack was optimised "
                    "against this method, mean over images. Higher = the attacker made the map look more like an "
                    "arbitrary target = more manipulable = less trustworthy. The ranking column."),
+    "ci_low": ("95 % CI low", "Lower end of the 95 % bootstrap confidence interval of r(adv, target) over images "
+                              "(reports/metrics.json, computed by the metrics stage)."),
+    "ci_high": ("95 % CI high", "Upper end of the same interval."),
+    "n": ("n", "Images behind the mean, its interval and the paired tests."),
     "orig_target": ("r(orig, target) before",
                     "The same correlation before the attack: the starting point."),
     "moved": ("moved by", "r(adv, target) − r(orig, target): how much the attack gained."),
@@ -275,17 +292,26 @@ LEADERBOARD_COLUMNS = {
     "deletion_gain": ("deletion: random − method ↑", "Random-map deletion AUC minus the method's: > 0 = better than random."),
     "insertion": ("insertion AUC ↑", "Insertion AUC on the original images (higher = more faithful)."),
     "insertion_gain": ("insertion: method − random ↑", "The method's insertion AUC minus the random map's: > 0 = better than random."),
+    "rank_auc": ("rank by area", "Rank by the area under the r(adv, target)-vs-ε curve (only with several budgets)."),
+    "auc": ("area under r(adv, target) vs ε ↓", "Trapezoid area of each image's r(adv, target) over the budgets "
+                                               "(units r·/255), mean over images."),
 }
+#: Columns that come from ``reports/metrics.json``'s ``leaderboard`` block, not from the CSV tables.
+RANKING_COLUMNS = ("rank", "ci_low", "ci_high", "n", "rank_auc", "auc")
 
 
 def leaderboard(similarity: pd.DataFrame | None, faithfulness: pd.DataFrame | None = None,
                 quality: pd.DataFrame | None = None, methods: Sequence[str] | None = None,
-                metric: str = "pearson") -> pd.DataFrame:
+                metric: str = "pearson", ranking: dict | None = None) -> pd.DataFrame:
     """The robustness leaderboard: per explanation method, how far its own attack moved it, next to its faithfulness.
 
-    Ranking: by ``adv_target`` (``metric`` of the adversarial map against the target map, under the attack
-    optimised against the method: the diagonal of :func:`transfer_matrix`), lowest first = most robust;
-    methods without an attack of their own come last, ordered by ``worst_moved`` (the largest gain
+    Ranking: not computed here. ``rank``, the 95 % CI of ``adv_target`` and ``n`` (and ``rank_auc``/``auc`` with
+    several budgets) are read from ``ranking``, the ``leaderboard`` block of ``reports/metrics.json`` written by
+    :func:`deepsaliency.metrics.tables.leaderboard` (paired Wilcoxon tests over images, Holm-corrected; methods
+    the tests cannot separate share a rank). Rows: by rank, then by ``adv_target`` (``metric`` of the adversarial
+    map against the target map, under the attack optimised against the method: the diagonal of
+    :func:`transfer_matrix`), lowest first = most robust; without ``ranking`` every rank is NaN and the rows keep
+    that order. Methods without an attack of their own come last, ordered by ``worst_moved`` (the largest gain
     ``adv_target − orig_target`` over all attacks).
 
     Args:
@@ -295,6 +321,8 @@ def leaderboard(similarity: pd.DataFrame | None, faithfulness: pd.DataFrame | No
         quality: the attack-quality table (image, attack, linf_255, top1_kept) or None.
         methods: rows, in order (None → every method found in the tables).
         metric: the similarity column.
+        ranking: ``metrics["leaderboard"]`` (``{"methods": {method: {"rank", "r_adv_target": {"ci_low", ...}}}}``)
+            or None.
 
     Returns:
         Columns of :data:`LEADERBOARD_COLUMNS` (keys), sorted by rank; a number that cannot be computed is NaN.
@@ -304,7 +332,8 @@ def leaderboard(similarity: pd.DataFrame | None, faithfulness: pd.DataFrame | No
         if df is not None and "method" in df.columns:
             found += [m for m in df["method"].dropna().unique() if m != RANDOM]
     rows = list(methods) if methods is not None else _ordered(found, METHODS)
-    out = pd.DataFrame(index=pd.Index(rows, name="method"), columns=[k for k in LEADERBOARD_COLUMNS if k not in ("rank", "method")], dtype=float)
+    out = pd.DataFrame(index=pd.Index(rows, name="method"), columns=[k for k in LEADERBOARD_COLUMNS if k != "method"],
+                       dtype=float)
     if similarity is not None and {"attack", "method", "pair", metric} <= set(similarity.columns):
         adv_t = transfer_matrix(similarity, metric, "adv_target")
         orig_t = transfer_matrix(similarity, metric, "orig_target")
@@ -330,11 +359,20 @@ def leaderboard(similarity: pd.DataFrame | None, faithfulness: pd.DataFrame | No
         if RANDOM in orig.index:
             out["deletion_gain"] = orig.loc[RANDOM, "deletion"] - out["deletion"]
             out["insertion_gain"] = out["insertion"] - orig.loc[RANDOM, "insertion"]
+    board = ((ranking or {}).get("methods") or {}) if isinstance(ranking, dict) else {}
+    for m in rows:
+        entry = board.get(m) or {}
+        ci = entry.get("r_adv_target") or {}
+        auc = entry.get("auc") or {}
+        for col, value in (("rank", entry.get("rank")), ("ci_low", ci.get("ci_low")), ("ci_high", ci.get("ci_high")),
+                           ("n", ci.get("n")), ("rank_auc", entry.get("rank_auc")), ("auc", auc.get("mean"))):
+            out.loc[m, col] = np.nan if value is None else float(value)
     out = out.reset_index()
-    ranked = out["adv_target"].notna()
-    out["rank"] = np.nan
-    order = out[ranked].sort_values(["adv_target", "worst_moved"], kind="stable").index
-    out.loc[order, "rank"] = np.arange(1, len(order) + 1, dtype=float)
+    ranked = out["adv_target"].notna() | out["rank"].notna()
+    # Within a shared rank, metrics.json's order (by median over images), then the mean.
+    out["_order"] = [list(board).index(m) if m in board else len(board) for m in out["method"]]
+    order = out[ranked].sort_values(["rank", "_order", "adv_target", "worst_moved"], kind="stable",
+                                    na_position="last").index
     rest = out[~ranked].sort_values("worst_moved", kind="stable", na_position="last").index
     out = out.loc[list(order) + list(rest)].reset_index(drop=True)
     return out[list(LEADERBOARD_COLUMNS)]
@@ -614,6 +652,23 @@ def _section_overview(b: _Builder, params: dict | None) -> None:
                f"{', '.join(art.methods) or 'none found'}; attacks: {', '.join(art.attacks) or 'none found'}.")
 
 
+def _ranking_caption(ranking: dict | None) -> str:
+    """The leaderboard's caption: which test ranked the methods, on how many images, and what it could tell apart."""
+    if not (ranking or {}).get("methods"):
+        return "Means over images. No ranks: reports/metrics.json has no leaderboard block."
+    n, pairs, differ = (int(ranking.get(k, 0)) for k in ("images", "pairs", "pairs_differ"))
+    alpha = float(ranking.get("alpha", 0.05))
+    at = f" at ε = {ranking['eps']:g}/255" if "eps" in ranking else " at the attack's budget"
+    text = (f"Rank 1 = hardest to manipulate{at}. Means over n = {n} images with 95 % bootstrap confidence intervals. "
+            f"Ranks from reports/metrics.json: two-sided Wilcoxon signed-rank test of the per-image r(adv, target), "
+            f"Holm-corrected over the {pairs} pairs of methods, α = {alpha:g}, n = {n}; methods share a rank unless "
+            f"the tests separate them ({differ} of {pairs} pairs differ).")
+    if pairs and 2 / 2**n >= alpha:  # the exact two-sided Wilcoxon p is at least 2/2^n
+        text += (f" With {n} images no pair can differ at α = {alpha:g} (the exact test's smallest p, 2/2^{n}, is not "
+                 "below it), so shared ranks are the honest answer.")
+    return text
+
+
 def _section_leaderboard(b: _Builder) -> None:
     art = b.art
     b.add("h2", "Robustness leaderboard")
@@ -621,18 +676,23 @@ def _section_leaderboard(b: _Builder) -> None:
         b.add("p", "Not available: neither reports/metrics/map_similarity.csv nor reports/metrics/faithfulness.csv exists "
                    "(run the metrics stage).")
         return
-    lb = leaderboard(art.map_similarity, art.faithfulness, art.attack_quality, art.methods or None)
+    ranking = (art.metrics or {}).get("leaderboard") if isinstance(art.metrics, dict) else None
+    lb = leaderboard(art.map_similarity, art.faithfulness, art.attack_quality, art.methods or None, ranking=ranking)
     b.tables["leaderboard_raw"] = lb
-    shown = lb.rename(columns={k: v[0] for k, v in LEADERBOARD_COLUMNS.items()})
+    hidden = [k for k in ("rank_auc", "auc") if lb[k].isna().all()]  # one budget: no area under a curve
+    shown = lb.drop(columns=hidden).rename(columns={k: v[0] for k, v in LEADERBOARD_COLUMNS.items()})
     b.add("p", "Each explanation method is attacked (Dombrowski et al. 2019) so that its map on a barely changed "
                "image x_adv looks like the map of another image (the target) while the prediction is kept. "
                "The table ranks the methods by how close the attack got, at the attack's budget, next to how faithful "
                "the maps are. A robust, trustworthy method has a LOW r(adv, target) and a positive gain over the "
                "random map. '—' means the number could not be computed (see the meaning of each column below).")
-    b.table("leaderboard", shown, caption="Rank 1 = hardest to manipulate. Means over images.", index=False)
+    b.table("leaderboard", shown, caption=_ranking_caption(ranking), index=False)
     b.add("list", [f"**{LEADERBOARD_COLUMNS[k][0]}**: {LEADERBOARD_COLUMNS[k][1]}" for k in LEADERBOARD_COLUMNS
-                   if k not in ("rank", "method")])
+                   if k not in ("rank", "method", *hidden)])
     missing = []
+    if not (ranking or {}).get("methods"):
+        missing.append("reports/metrics.json has no leaderboard block, so no method is ranked and no interval is "
+                       "shown (rerun the metrics stage)")
     if lb["adv_target"].isna().all():
         missing.append("r(adv, target) is missing for every method (no explanation-attack rows with pair adv_target)")
     elif lb["adv_target"].isna().any():
@@ -756,7 +816,7 @@ def _section_attacks(b: _Builder) -> None:
                  "decades), the output loss (change of the model's output) and the softplus β schedule, per image.",
                  lambda: plots.plot_attack_losses(art.attack_loss))
     else:
-        b.add("p", "Not available: reports/attack_loss/*.csv is missing.")
+        b.add("p", "Not available: reports/plots/attack_loss.csv is missing or has no listed attack.")
     b.add("h3", "Attack quality")
     if art.attack_quality is not None:
         try:
@@ -831,6 +891,22 @@ def _section_transfer(b: _Builder) -> None:
         b.notes.append(f"Own-map similarity table left out: {exc}")
 
 
+def _faithfulness_uncertainty(table: pd.DataFrame, metrics: dict | None) -> tuple[pd.DataFrame, int]:
+    """``table`` (:func:`faithfulness_summary`) with the originals' 95 % CIs and p vs random from metrics.json, and n."""
+    orig = ((metrics or {}).get("faithfulness") or {}).get("original") if isinstance(metrics, dict) else None
+    if not isinstance(orig, dict) or not orig:
+        return table, 0
+    out = table.copy()
+    at = list(out.columns).index("insertion on x ↑") + 1
+    for kind in ("insertion", "deletion"):  # inserted in reverse so that deletion's columns come first
+        cells = [(orig.get(m) or {}).get(kind) or {} for m in out.index]
+        ci = [f"[{format_number(c['ci_low'])}, {format_number(c['ci_high'])}]" if "ci_low" in c else None for c in cells]
+        out.insert(at, f"{kind} p vs random", [c.get("p_random", np.nan) for c in cells])
+        out.insert(at, f"{kind} on x: 95 % CI", ci)
+    ns = {int(c[k]["n"]) for c in orig.values() if isinstance(c, dict) for k in ("deletion", "insertion") if k in c}
+    return out, max(ns) if ns else 0
+
+
 def _section_faithfulness(b: _Builder) -> None:
     art = b.art
     b.add("h2", "Faithfulness: deletion and insertion")
@@ -848,9 +924,14 @@ def _section_faithfulness(b: _Builder) -> None:
                  lambda df=df, kind=kind: plots.plot_curves(originals(df), kind))
     if art.faithfulness is not None:
         try:
-            b.table("faithfulness", faithfulness_summary(art.faithfulness, art.methods or None),
+            table = faithfulness_summary(art.faithfulness, art.methods or None)
+            table, n = _faithfulness_uncertainty(table, art.metrics)
+            b.table("faithfulness", table,
                     caption="AUC means over images. 'own attack' = the map of the attacked method on x_adv of the attack "
-                            "against it: a manipulated map that still scores well is the dangerous case.")
+                            "against it: a manipulated map that still scores well is the dangerous case."
+                            + (f" 95 % bootstrap CIs over n = {n} images and p against the random map (two-sided "
+                               "Wilcoxon signed-rank over images, Holm-corrected over the methods) from "
+                               "reports/metrics.json." if n else ""))
         except DeepSaliencyError as exc:
             b.notes.append(f"Faithfulness table left out: {exc}")
     else:
@@ -878,7 +959,8 @@ def build_report(root: str | Path, figures_dir: str | Path, params: dict | None 
     Args:
         root: repository root (``data/`` and ``reports/`` below it).
         figures_dir: an existing folder for the PNG files.
-        params: the run's validated parameters (shown in the report; ``explain.methods`` orders the methods).
+        params: the run's validated parameters (shown in the report; ``explain.methods`` and ``attack.methods``
+            (plus pgd) choose and order the methods and attacks shown).
         plot_params: the ``plots:`` section (see :func:`deepsaliency.plots.plot_params`); None → defaults.
         labels: class names by index (for x_adv's predicted class); None → "class <idx>".
 
@@ -887,7 +969,10 @@ def build_report(root: str | Path, figures_dir: str | Path, params: dict | None 
     """
     p = plots.plot_params(plot_params)
     methods = ((params or {}).get("explain") or {}).get("methods")
-    art = load_artifacts(root, methods)
+    attacks = ((params or {}).get("attack") or {}).get("methods")
+    if attacks is not None:
+        attacks = [*attacks, *([] if PGD in attacks else [PGD])]  # the pgd stage always runs
+    art = load_artifacts(root, methods, attacks)
     b = _Builder(art, Path(figures_dir), p, labels)
     _section_overview(b, params)
     _section_leaderboard(b)

@@ -6,13 +6,17 @@ methods, two attacked ones and a few iterations: every stage runs, in minutes.
 import hashlib
 import json
 import os
+import re
+import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -42,7 +46,9 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1", **GIT_IDENTITY)
+    # PYTHONPATH: the stages import the copy's deepsaliency, not the editable install of the checkout.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
+               PYTHONPATH=str(cwd), **GIT_IDENTITY)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -55,11 +61,13 @@ def stages_run(proc: subprocess.CompletedProcess) -> set[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A git repo holding the project's tracked files, two sample images and the tiny profile."""
+    """A git repo holding the project's files (tracked, and new ones git does not ignore, e.g. .dvc/plots/),
+    two sample images and the tiny profile."""
     dst = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
-        if rel.startswith("data/images/") or rel == "dvc.lock":
+        if rel.startswith("data/images/") or rel == "dvc.lock" or not (ROOT / rel).is_file():
             continue
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dst / rel)
@@ -143,3 +151,137 @@ def test_an_experiment_reruns_one_attack_and_dvc_diffs_show_it(project):
     assert not [k for k in metrics_diff if k.startswith(("attack.rise.", "similarity.rise."))]  # that stage did not rerun
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     assert {2, 4} <= set(saliency_iterations(shown))  # the baseline and the experiment, side by side
+
+
+def test_attack_loss_table_reads_only_the_listed_attacks(tmp_path):
+    """The metrics stage's one loss table holds exactly the attacks it is given, never a stale CSV on disk."""
+    from deepsaliency.errors import DeepSaliencyError
+
+    stage = runpy.run_path(str(ROOT / "stages/metrics.py"))  # not __main__: defines, runs nothing
+    steps = pd.DataFrame({"step": [1, 2, 1, 2], "image": ["chelsea", "chelsea", "coffee", "coffee"],
+                          "expl_loss": [2e-9, 1e-9, 3e-9, 2.5e-9], "output_loss": [0.0, 1e-6, 0.0, 2e-6],
+                          "beta": [10.0, 100.0, 10.0, 100.0]})
+    steps.to_csv(tmp_path / "saliency.csv", index=False)
+    steps.assign(expl_loss=steps["expl_loss"] * 7).to_csv(tmp_path / "rise.csv", index=False)  # a dropped attack's
+    table = stage["attack_loss_table"](["saliency"], tmp_path)
+    assert list(table.columns) == ["attack", "step", "image", "expl_loss", "output_loss", "beta"]
+    pd.testing.assert_frame_equal(table.drop(columns="attack"), steps)
+    assert set(table["attack"]) == {"saliency"}
+    both = stage["attack_loss_table"](["rise", "saliency"], tmp_path)
+    assert list(dict.fromkeys(both["attack"])) == ["rise", "saliency"] and len(both) == 8
+    assert stage["attack_loss_table"]([], tmp_path).empty
+    with pytest.raises(DeepSaliencyError, match="smoothgrad.csv: missing"):
+        stage["attack_loss_table"](["smoothgrad"], tmp_path)
+
+
+#: Vega-Lite channels that split one line mark into separate lines (or panels).
+SERIES_CHANNELS = ("color", "detail", "strokeDash", "row", "column", "facet", "opacity", "shape", "size")
+
+
+def series_fields(spec: dict) -> list[str]:
+    """The data fields by which a (possibly layered) Vega-Lite spec splits its marks into lines."""
+    fields = []
+    for view in [spec, *spec.get("layer", [])]:
+        for channel in SERIES_CHANNELS:
+            defs = (view.get("encoding") or {}).get(channel)
+            for d in defs if isinstance(defs, list) else [defs]:
+                if isinstance(d, dict) and isinstance(d.get("field"), str) and d["field"] not in fields:
+                    fields.append(d["field"])
+    return fields
+
+
+def plots_show(cwd: Path) -> dict:
+    """`dvc plots show --json`: plot id → the filled Vega-Lite spec (data values included)."""
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], cwd).stdout)
+    assert not shown.get("errors"), shown["errors"]
+    return {name: render["content"] for name, renders in shown["data"].items() for render in renders}
+
+
+def lines(spec: dict, x: str) -> dict[tuple, list[float]]:
+    """The lines the spec draws: series key (values of its series fields) → x values in data order."""
+    fields = series_fields(spec)
+    drawn: dict[tuple, list[float]] = {}
+    for point in spec["data"]["values"]:
+        drawn.setdefault(tuple(point.get(f) for f in fields), []).append(float(point[x]))
+    return drawn
+
+
+@pytest.mark.slow
+def test_dvc_plots_draw_one_line_per_group(project):
+    """Issue 12.6: every plot definition draws one line per (method, image, attack) / (attack, image) group,
+    each a function of x, never one line zig-zagging through every group of a file."""
+    run(["dvc", "repro"], project)
+    specs = plots_show(project)
+    definitions = yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
+    assert len(definitions) == 4 and len(specs) == 4
+    for item in definitions:
+        ((name, cfg),) = item.items()
+        tables = [pd.read_csv(project / f) for f in cfg["y"]]
+        # The groups the data holds: every text column of each CSV (method/image/attack), per file.
+        expected = sum(t.groupby([c for c in t.columns if not pd.api.types.is_numeric_dtype(t[c])]).ngroups
+                       for t in tables)
+        drawn = lines(specs[name], cfg["x"])
+        assert sum(map(len, drawn.values())) == sum(map(len, tables)), name  # every row drawn once
+        assert len(drawn) == expected > 1, (name, series_fields(specs[name]), len(drawn), expected)
+        steps = [b > a for xs in drawn.values() for a, b in zip(xs, xs[1:])]
+        assert steps and sum(steps) / len(steps) == 1.0, f"{name}: {steps.count(False)} steps go back in x"
+    deletion = pd.read_csv(project / "reports/plots/deletion_curves.csv")
+    # 2 images × (4 methods + random) on the originals, + 2 attacks × 2 images × (own map + random) on x_adv
+    assert deletion.groupby(["method", "image", "attack"]).ngroups == 2 * (4 + 1) + 2 * 2 * 2
+    losses = pd.read_csv(project / "reports/plots/attack_loss.csv")
+    assert list(dict.fromkeys(losses["attack"])) == ["saliency", "rise"]
+    assert set(losses["image"]) == {"chelsea", "coffee"}
+
+
+ATTACKS = {"saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise", "pgd"}
+
+
+def attack_names(project: Path, specs: dict) -> dict[str, set]:
+    """Where a dropped attack could survive: name of the artifact → the attack names it mentions."""
+    found = {}
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for section in ("attack", "similarity", "faithfulness"):
+        found[f"metrics.json {section}"] = set(metrics.get(section, {})) & ATTACKS  # keyed by attack
+    for csv in sorted([*(project / "reports/metrics").glob("*.csv"), *(project / "reports/plots").glob("*.csv")]):
+        df = pd.read_csv(csv)
+        if "attack" in df.columns:
+            found[str(csv.relative_to(project))] = set(df["attack"].astype(str)) & ATTACKS  # not "none"
+    for name, spec in specs.items():
+        points = spec["data"]["values"]
+        found[f"dvc plots: {name}"] = {p.get("attack") for p in points} & ATTACKS
+        # DVC names each point's file; a per-attack file (reports/attack_loss/<attack>.csv) names its attack.
+        found[f"dvc plots files: {name}"] = {Path(p.get("filename", "")).stem for p in points} & ATTACKS
+    md = (project / "reports/report.md").read_text()
+    found["report.md"] = {a or b for a, b in re.findall(r"### Attack on (\w+)|### Attack (\w+) \(untargeted\)", md)}
+    figures = (project / "reports/figures").glob("attack_*.png")
+    found["report figures"] = {p.stem[len("attack_"):] for p in figures} - {"loss"}
+    return found
+
+
+@pytest.mark.slow
+def test_narrowing_attack_methods_leaves_no_stale_attack(project):
+    """Issue 12.7: after `dvc exp run -S 'attack.methods=[saliency]'` nothing of the dropped rise attack survives
+    into the report, the metrics or the plots, although DVC leaves its stage outputs on disk.
+    Runs last: it narrows the project's params."""
+    run(["dvc", "repro"], project)
+    assert yaml.safe_load((project / "params.yaml").read_text())["attack"]["methods"] == ["saliency", "rise"]
+    before = attack_names(project, plots_show(project))
+    assert all(names == {"saliency", "rise", "pgd"} & names for names in before.values()), before
+    assert before["report.md"] == before["report figures"] == {"saliency", "rise", "pgd"}  # the test can see rise
+    assert before["reports/plots/attack_loss.csv"] == {"saliency", "rise"}
+    loss_rows = Image.open(project / "reports/figures/attack_loss.png").height
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "two attacks", "--allow-empty"], project)
+
+    exp = run(["dvc", "exp", "run", "-S", "attack.methods=[saliency]"], project)
+    assert {"metrics", "report"} <= stages_run(exp) and not stages_run(exp) & {"attack@saliency", "attack@rise"}
+    assert (project / "reports/attack_loss/rise.csv").is_file()  # the dropped stage's output is still there
+    after = attack_names(project, plots_show(project))
+    stale = {where: names & {"rise"} for where, names in after.items() if "rise" in names}
+    assert not stale, f"the dropped attack survives in {stale}"
+    assert after["report.md"] == after["report figures"] == {"saliency", "pgd"}
+    assert after["reports/plots/attack_loss.csv"] == after["dvc plots: Attack loss, output term"] == {"saliency"}
+    md = (project / "reports/report.md").read_text()
+    assert "attacks: saliency, pgd." in md
+    assert Image.open(project / "reports/figures/attack_loss.png").height < loss_rows  # one row of curves, not two
+

@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from deepsaliency import report as rep
+from deepsaliency.metrics.tables import leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["rise", "integrated_gradients", "saliency", "input_x_gradient", "smoothgrad", "gradient_shap", "occlusion", "gradcam"]
@@ -88,13 +89,14 @@ def make_artifacts(root: Path, size: int = 32, seed: int = 0, metrics: bool = Tr
                     rows += [{"method": m, "image": s, "attack": "none", "fraction": f, "prob": p} for f, p in zip(frac, prob)]
             (root / "reports/plots").mkdir(parents=True, exist_ok=True)
             pd.DataFrame(rows).to_csv(root / f"reports/plots/{kind}_curves.csv", index=False)
-    if losses:
-        (root / "reports/attack_loss").mkdir(parents=True, exist_ok=True)
+    if losses:  # the metrics stage's one long table (reports/plots/attack_loss.csv, column attack)
+        (root / "reports/plots").mkdir(parents=True, exist_ok=True)
         steps = np.arange(20)
-        for a in attacks:
-            rows = [{"step": int(k), "image": s, "expl_loss": np.nan if a == "pgd" else 10 ** (-k / 5) * (j + 1),
-                     "output_loss": 0.01 * k, "beta": np.nan if a == "pgd" else 10 + 5 * k} for j, s in enumerate(stems) for k in steps]
-            pd.DataFrame(rows).to_csv(root / f"reports/attack_loss/{a}.csv", index=False)
+        rows = [{"attack": a, "step": int(k), "image": s,
+                 "expl_loss": np.nan if a == "pgd" else 10 ** (-k / 5) * (j + 1),
+                 "output_loss": 0.01 * k, "beta": np.nan if a == "pgd" else 10 + 5 * k}
+                for a in attacks for j, s in enumerate(stems) for k in steps]
+        pd.DataFrame(rows).to_csv(root / "reports/plots/attack_loss.csv", index=False)
     return root
 
 
@@ -129,13 +131,18 @@ def write_metric_tables(root: Path, methods=METHODS, attacks=ATTACKS, stems=STEM
             for m in (a, "random"):
                 f.append({"image": s, "attack": a, "method": m, "deletion": 0.25, "insertion": 0.5})
     pd.DataFrame(f).to_csv(mdir / "faithfulness.csv", index=False)
-    (root / "reports/metrics.json").write_text(json.dumps({"images": 3, "attack": {"pgd": {"success_rate": 1.0}}}))
+    # The ranking block as the metrics stage writes it (paired tests over images; 3 images → shared ranks).
+    board = leaderboard(pd.DataFrame(rows)) if rows else {}
+    summary = {"images": len(stems), "attack": {"pgd": {"success_rate": 1.0}},
+               **({"leaderboard": board} if board else {})}
+    (root / "reports/metrics.json").write_text(json.dumps(summary))
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = make_artifacts(tmp_path_factory.mktemp("run"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["explain"]["methods"] = METHODS  # the methods the fake run has artifacts for
     report = rep.write_report(root, "reports", params=params)
     return root, report
 
@@ -191,7 +198,11 @@ def test_leaderboard_ranks_by_adversarial_target_similarity(built):
     lb = report.tables["leaderboard_raw"]
     ranked = lb[lb["rank"].notna()]
     assert list(ranked["method"]) == sorted(OWN_R, key=OWN_R.get)  # least manipulable first
-    assert list(ranked["rank"]) == [1, 2, 3, 4, 5]
+    # Ranks come from metrics.json: with 3 images no Wilcoxon test can separate two methods, so all share rank 1
+    # (the rows keep the r(adv, target) order); tests/test_statistics.py covers ranks that differ.
+    assert list(ranked["rank"]) == [1, 1, 1, 1, 1]
+    assert (ranked["n"] == 3).all() and (ranked["ci_low"] <= ranked["adv_target"]).all()
+    assert (ranked["adv_target"] <= ranked["ci_high"]).all()
     np.testing.assert_allclose(ranked["adv_target"], [OWN_R[m] for m in ranked["method"]], atol=1e-12)
     assert ranked["adv_target"].is_monotonic_increasing
     # methods without an attack of their own come last, with only the transfer value
@@ -245,7 +256,8 @@ def test_contract_column_names_give_the_same_leaderboard(built):
     faith["attack"] = faith["attack"].replace("none", "")
     faith = faith.rename(columns={"deletion": "deletion_auc", "insertion": "insertion_auc"})
     quality = rep.tidy(pd.read_csv(root / "reports/metrics/attack_quality.csv"))
-    lb = rep.leaderboard(rep.tidy(sim), rep.tidy(faith), quality, METHODS)
+    ranking = json.loads((root / "reports/metrics.json").read_text())["leaderboard"]
+    lb = rep.leaderboard(rep.tidy(sim), rep.tidy(faith), quality, METHODS, ranking=ranking)
     pd.testing.assert_frame_equal(lb, report.tables["leaderboard_raw"])
 
 
@@ -349,3 +361,31 @@ def test_report_stage_runs_in_a_fresh_folder(tmp_path, monkeypatch):
     # x_adv's class index is named with the ImageNet labels (281 = tabby); targets come from target_stem
     assert seen and {r.label_adv for r in seen} == {"tabby"}
     assert [r.target_name for r in seen] == ["cup", "cat"]
+
+
+def test_report_shows_only_the_attacks_the_params_list(tmp_path, monkeypatch):
+    """After `dvc exp run -S 'attack.methods=[saliency]'` DVC leaves the dropped stage's data/attacks/rise/ on disk
+    and a loss table may still hold rise rows: the report must show exactly attack.methods plus pgd."""
+    root = make_artifacts(tmp_path, metrics=False, curves=False, methods=["saliency", "rise"],
+                          attacks=["saliency", "rise", "pgd"], stems=STEMS[:2])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["explain"]["methods"], params["attack"]["methods"] = ["saliency", "rise"], ["saliency"]
+    drawn = []
+    real = rep.plots.plot_attack_losses
+
+    def spy(losses, *args, **kwargs):
+        drawn.append(list(losses))
+        return real(losses, *args, **kwargs)
+
+    monkeypatch.setattr(rep.plots, "plot_attack_losses", spy)
+    report = rep.write_report(root, "reports", params=params)
+    names = {f.name for f in report.figures}
+    assert {"attack_saliency.png", "attack_pgd.png", "attack_loss.png"} <= names and "attack_rise.png" not in names
+    assert drawn == [["saliency", "pgd"]]  # one row per listed attack in the optimisation figure, none for rise
+    md = (root / "reports/report.md").read_text()
+    assert "attacks: saliency, pgd." in md and "Attack on rise" not in md
+    art = rep.load_artifacts(root, ["saliency", "rise"], ["saliency", "pgd"])
+    assert art.attacks == ["saliency", "pgd"] and list(art.attack_loss) == ["saliency", "pgd"]
+    assert set(art.attack_loss["saliency"]["image"]) == set(STEMS[:2]) and len(art.attack_loss["saliency"]) == 40
+    # Without params the report still shows every folder found (a library call on a foreign folder).
+    assert rep.load_artifacts(root).attacks == ["saliency", "rise", "pgd"]
