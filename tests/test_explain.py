@@ -32,7 +32,7 @@ def test_every_method_gives_a_finite_map_of_the_input_size(model, samples, metho
         "occlusion": {"window": 56, "stride": 56},
     }.get(method, {})
     attr = attribute(model, x, method, **params)
-    channels = 1 if method in ("rise", "gradcam") else 3
+    channels = 1 if method in ("rise", "gradcam", "gradcam_plus_plus") else 3  # maps of one channel
     assert attr.shape == (1, channels, 224, 224)
     smap = reduce_map(attr[0], method)
     assert smap.shape == (224, 224) and torch.isfinite(smap).all() and (smap >= 0).all() and smap.max() > 0
