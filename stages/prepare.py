@@ -4,7 +4,8 @@ Prints one line per file it skips (not an image) or per multi-frame file (first 
 drew, the manifest (the first 50 rows) and, when true labels exist, the model's top-1 accuracy.
 """
 from deepsaliency.config import load_params
-from deepsaliency.data import prepare_images, scan_images
+from deepsaliency.data import _check_sample, prepare_images, scan_images
+from deepsaliency.errors import DeepSaliencyError
 from deepsaliency.models import load_model
 from deepsaliency.stage import atomic_dir, run_stage
 
@@ -12,7 +13,11 @@ from deepsaliency.stage import atomic_dir, run_stage
 def main() -> None:
     params = load_params()
     prep = params["prepare"]
-    scan_images(prep["images"], prep["labels"])  # a bad folder or labels file fails before the model loads
+    try:  # a bad folder, labels file or sample fails before the model loads and before any output is touched
+        _check_sample(prep["sample"], scan_images(prep["images"], prep["labels"]))
+    except DeepSaliencyError as exc:  # the library names its argument; the stage names the params.yaml key
+        text = str(exc)
+        raise type(exc)(f"prepare.{text}" if text.startswith(("labels:", "sample.")) else text) from None
     model = load_model(**params["model"])
     with atomic_dir("data/prepared") as out:
         manifest = prepare_images(prep["images"], out, model, prep["resize"], labels=prep["labels"],

@@ -258,7 +258,7 @@ def test_stage_prints_skipped_files_sample_and_accuracy(project):
 @pytest.mark.parametrize(
     "change, fragments",
     [
-        ({"labels": "nowhere.csv"}, ("labels: 'nowhere.csv' does not exist",)),
+        ({"labels": "nowhere.csv"}, ("prepare.labels: 'nowhere.csv' does not exist",)),
         ({"sample": {"n": 0, "per_class": None, "only_correct": False, "seed": 0}},
          ("prepare.sample.n: 0 is not allowed",)),
         ({"images": "data/empty"}, ("data/empty/n01440764: class folder holds no images",)),
@@ -272,6 +272,20 @@ def test_stage_refuses_bad_labels_with_one_line_and_writes_nothing(project, chan
     assert len(lines) == 1 and lines[0].startswith("error: ") and all(f in lines[0] for f in fragments), proc.stderr
     assert not (project / "data/prepared").exists()
     assert not any(p.name.startswith(".prepared.tmp") for p in (project / "data").iterdir())
+
+
+def test_a_sample_that_needs_labels_is_refused_before_anything_is_touched(project):
+    """Checked before the model loads: a previous result stays, the message names the params.yaml key."""
+    flat = project / "data/flat"
+    flat.mkdir(parents=True)
+    photo = next(p for p in sorted((project / "data/images").rglob("*")) if p.is_file())
+    shutil.copy2(photo, flat / f"one{photo.suffix}")
+    (project / "data/prepared").mkdir(parents=True)
+    (project / "data/prepared/manifest.csv").write_text("earlier run\n")
+    proc = run_prepare(project, images="data/flat", sample={"n": None, "per_class": 2, "only_correct": False, "seed": 0})
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: prepare.sample.per_class: 2 needs true labels (class folders or a labels file), and these images have none"]
+    assert (project / "data/prepared/manifest.csv").read_text() == "earlier run\n"
 
 
 # ------------------------------------------------------------------------------------------------- memory
