@@ -1,4 +1,5 @@
 """CI check of a regenerated report: it exists, every figure it references exists, metrics are finite."""
+
 import json
 import math
 import re
@@ -35,7 +36,11 @@ def main() -> int:
     if html.is_file():
         text = html.read_text()
         embedded = text.count("data:image/png;base64,")
-        missing = [src for src in re.findall(r'<img[^>]+src="([^"]+)"', text) if not src.startswith("data:") and not (REPORTS / src).is_file()]
+        missing = [
+            src
+            for src in re.findall(r'<img[^>]+src="([^"]+)"', text)
+            if not src.startswith("data:") and not (REPORTS / src).is_file()
+        ]
         problems += [f"{html}: image {src} does not exist" for src in missing]
         print(f"index.html embeds {embedded} images")
     metrics = json.loads((REPORTS / "metrics.json").read_text())

@@ -7,6 +7,7 @@ no DVC cache, no outputs), runs ``dvc repro`` there, and prints every stage's wa
 time (from DVC's "Running stage" lines), the total, and the time of a second,
 no-op ``dvc repro``. Targets: default run ≤ 10 min on 2 CPU cores, no-op ≤ 5 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,11 @@ def timed_repro(cwd: Path) -> tuple[list[tuple[str, float]], float]:
     """(stage, seconds) in run order and the total, for one ``dvc repro``."""
     env = dict(os.environ, DVC_NO_ANALYTICS="1", MPLBACKEND="Agg")
     start = time.perf_counter()
-    proc = subprocess.Popen(["dvc", "repro"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["dvc", "repro"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     stages, current, t_stage = [], None, start
+    assert proc.stdout is not None  # stdout=PIPE above
     for line in proc.stdout:
         if line.startswith("Running stage '"):
             now = time.perf_counter()
@@ -60,7 +64,9 @@ def main() -> None:
     stages, total = timed_repro(work)
     for name, seconds in stages:
         print(f"{name:<32} {seconds:7.1f} s")
-    print(f"{'dvc repro (defaults, clean)':<32} {total:7.1f} s = {total / 60:.1f} min  (target <= 10 min on 2 CPU cores)")
+    print(
+        f"{'dvc repro (defaults, clean)':<32} {total:7.1f} s = {total / 60:.1f} min  (target <= 10 min on 2 CPU cores)"
+    )
     t = time.perf_counter()
     subprocess.run(["dvc", "repro"], cwd=work, check=True, capture_output=True)
     print(f"{'dvc repro (no-op)':<32} {time.perf_counter() - t:7.1f} s  (target <= 5 s)")

@@ -9,9 +9,9 @@ throughput (target ≤ 1.10), and peak memory (target ≤ 1.5 GB RSS on CPU).
 
 On a shared machine the throughput of the same code drifts by tens of percent
 within minutes, so the ratio is measured twice: (1) one full RISE run against
-the best batched throughput measured right after it (over batch sizes 1–32), and (2) interleaved: N masks in ``--chunks`` parts, each RISE part
-followed at once by the same number of plain forward passes at the best batch
-size, so both sides of the ratio see the same machine state.
+the best batched throughput measured right after it (over batch sizes 1–32), and (2) interleaved:
+N masks in ``--chunks`` parts, each RISE part followed at once by the same number of plain forward passes at
+the best batch size, so both sides of the ratio see the same machine state.
 
 ``--curve`` measures how many masks each ``rise.sampling`` scheme needs: on the three sample images
 and two real photos (scikit-image's astronaut, matplotlib's grace_hopper.jpg) it computes a reference
@@ -21,9 +21,12 @@ with the reference, per image, and the N at which each scheme reaches 0.99 on ev
 ≤ 2000 masks). The class is the model's prediction. Per-mask class probabilities are cached in
 ``--cache`` (npz), so a rerun only recomputes the maps.
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import math
 import tempfile
 import time
@@ -62,9 +65,8 @@ def curve_images(model) -> dict[str, torch.Tensor]:
     paths = {p.stem: p for p in sorted(Path("data/images").iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
     tmp = Path(tempfile.mkdtemp(prefix="bench_rise_"))
     Image.fromarray(skimage.data.astronaut()).save(tmp / "astronaut.png")
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        (tmp / "grace_hopper.jpg").write_bytes(f.read())
-    paths.update(astronaut=tmp / "astronaut.png", grace_hopper=tmp / "grace_hopper.jpg")
+    hopper = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    paths.update(astronaut=tmp / "astronaut.png", grace_hopper=hopper)
     return {stem: load_img(path, model)[1] for stem, path in paths.items()}
 
 
@@ -115,10 +117,19 @@ def curve(args) -> None:
     images = {stem: images[stem] for stem in args.images} if args.images else images
     global CURVE_N, REFERENCE_N
     CURVE_N, REFERENCE_N = tuple(sorted(args.curve_n)), args.reference_n
+    table, noise = curve_table(model, images, cache, args)
+    print_curve(table, noise, device_name(model.device))
+
+
+def curve_table(
+    model, images: dict[str, torch.Tensor], cache: Path, args
+) -> tuple[dict[tuple[str, str], dict[str, list[float]]], dict[str, float]]:
+    """Per (scheme, estimator) and image, the Pearson r with the reference at each N; per image the noise ratio."""
     size = model.input_size
     ref_masks = generate_masks(N=REFERENCE_N, s=8, p1=0.5, input_size=size, seed=REFERENCE_SEED)
-    schemes = {sm: generate_masks(N=max(CURVE_N), s=8, p1=0.5, input_size=size, seed=0, sampling=sm)
-               for sm in args.schemes}
+    schemes = {
+        sm: generate_masks(N=max(CURVE_N), s=8, p1=0.5, input_size=size, seed=0, sampling=sm) for sm in args.schemes
+    }
     # (scheme, estimator) → image → [PCC per N]. "plain" is RISE's Σ p·M/(N·p1); "centred" subtracts the
     # sample mean probability (Σ (p − p̄)·M), the control variate the issue suggests, shown for comparison.
     table: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -140,37 +151,55 @@ def curve(args) -> None:
                 table.setdefault((sm, "plain"), {}).setdefault(stem, []).append(pearson(spm, ref))
                 centred = spm - p[:n].mean() * sm_sum
                 table.setdefault((sm, "centred"), {}).setdefault(stem, []).append(pearson(centred, ref))
-    print(f"\nPearson r with the reference map (N = {REFERENCE_N} random masks, seed {REFERENCE_SEED}), "
-          f"class = the model's prediction, s = 8, p1 = 0.5, {device_name(model.device)}")
+    return table, noise
+
+
+def print_curve(table: dict[tuple[str, str], dict[str, list[float]]], noise: dict[str, float], device: str) -> None:
+    """The tables ``--curve`` prints: r per N and image, the mask count each map is worth, the worst image."""
+    print(
+        f"\nPearson r with the reference map (N = {REFERENCE_N} random masks, seed {REFERENCE_SEED}), "
+        f"class = the model's prediction, s = 8, p1 = 0.5, {device}"
+    )
     for stem, v_h in noise.items():
         half = REFERENCE_N // 2
         room = 1 / (TARGET_PCC**2 * (1 + v_h * half / 8000)) - 1
         need = f"{half * v_h / room:.0f}" if room > 0 else "no number of"
-        print(f"{stem}: r between two {half}-mask random halves {1 / (1 + v_h):.3f}; ceiling r vs this reference "
-              f"{1 / math.sqrt(1 + v_h / 2):.4f}, vs an 8000-mask one {1 / math.sqrt(1 + v_h * half / 8000):.4f} "
-              f"(where {need} random masks reach {TARGET_PCC})")
+        print(
+            f"{stem}: r between two {half}-mask random halves {1 / (1 + v_h):.3f}; ceiling r vs this reference "
+            f"{1 / math.sqrt(1 + v_h / 2):.4f}, vs an 8000-mask one {1 / math.sqrt(1 + v_h * half / 8000):.4f} "
+            f"(where {need} random masks reach {TARGET_PCC})"
+        )
     header = "scheme / estimator / image".ljust(38) + "".join(f"{n:>8}" for n in CURVE_N) + "   N for r ≥ 0.99"
     print(header)
     print("-" * len(header))
     for (sm, est), rows in table.items():
         for stem, pccs in rows.items():
             reach = next((n for n, r in zip(CURVE_N, pccs, strict=True) if r >= TARGET_PCC), None)
-            print(f"{sm} / {est} / {stem}".ljust(38) + "".join(f"{r:8.4f}" for r in pccs)
-                  + f"   {reach if reach else f'> {max(CURVE_N)}'}")
+            print(
+                f"{sm} / {est} / {stem}".ljust(38)
+                + "".join(f"{r:8.4f}" for r in pccs)
+                + f"   {reach if reach else f'> {max(CURVE_N)}'}"
+            )
         for stem, pccs in rows.items():
             # Each map's own noise/signal v from r = 1/√((1 + v)(1 + v_ref)), shown as the number of i.i.d.
             # masks with that noise (v ∝ 1/N for them). One reference, one seed: a rough figure.
             v_h, half = noise[stem], REFERENCE_N // 2
             v = [1 / (r**2 * (1 + v_h / 2)) - 1 for r in pccs]
             equiv = [half * v_h / vi if vi > 0 else math.inf for vi in v]
-            print(f"  {stem}: ≈ random masks".ljust(38) + "".join(f"{e:8.0f}" for e in equiv)
-                  + f"   (×{equiv[-1] / CURVE_N[-1]:.1f} at N = {CURVE_N[-1]})")
-        worst = [min(col) for col in zip(*rows.values())]
+            print(
+                f"  {stem}: ≈ random masks".ljust(38)
+                + "".join(f"{e:8.0f}" for e in equiv)
+                + f"   (×{equiv[-1] / CURVE_N[-1]:.1f} at N = {CURVE_N[-1]})"
+            )
+        worst = [min(col) for col in zip(*rows.values(), strict=True)]
         reach = next((n for n, r in zip(CURVE_N, worst, strict=True) if r >= TARGET_PCC), None)
         verdict = "meets" if reach and reach <= TARGET_N else "misses"
-        print(f"{sm} / {est} / worst image".ljust(38) + "".join(f"{r:8.4f}" for r in worst)
-              + f"   {reach if reach else f'> {max(CURVE_N)}'}  → {verdict} the target "
-                f"(r ≥ {TARGET_PCC} on every image with ≤ {TARGET_N} masks)\n")
+        print(
+            f"{sm} / {est} / worst image".ljust(38)
+            + "".join(f"{r:8.4f}" for r in worst)
+            + f"   {reach if reach else f'> {max(CURVE_N)}'}  → {verdict} the target "
+            f"(r ≥ {TARGET_PCC} on every image with ≤ {TARGET_N} masks)\n"
+        )
 
 
 def main() -> None:
@@ -198,23 +227,30 @@ def main() -> None:
     t_probe = time.perf_counter() - t0
     # RISE first, so that the peak memory read next is RISE's (with its batch-size probe), not the
     # throughput sweep's large batches.
-    t_rise = best_time(lambda: explain(model, x, masks, batch_size=batch, target=285), model.device, repeats=1, warmup=0)
+    t_rise = best_time(
+        lambda: explain(model, x, masks, batch_size=batch, target=285), model.device, repeats=1, warmup=0
+    )
     rss = peak_rss_gb()
     rate, best_batch = forward_throughput(model)
     floor = args.N / rate
 
     bounds = [round(k * args.N / args.chunks) for k in range(args.chunks + 1)]
     t_parts, t_plain = 0.0, 0.0
-    for i, j in zip(bounds[:-1], bounds[1:]):
+    for i, j in itertools.pairwise(bounds):
         part = RiseMasks(masks.grids[i:j], masks.shifts[i:j], masks.p1, masks.input_size)
-        t_parts += best_time(lambda: explain(model, x, part, batch_size=batch, target=285), model.device, repeats=1, warmup=0)
+        t_parts += best_time(
+            functools.partial(explain, model, x, part, batch_size=batch, target=285), model.device, repeats=1, warmup=0
+        )
         t_plain += plain_forwards(model, j - i, best_batch)
 
     print(f"device: {device_name(model.device)}")
     print(f"best batched forward throughput: {rate:.1f} img/s (batch {best_batch})")
     print(f"RISE N={args.N}, 224x224, batch {batch} (auto, probe {t_probe:.2f} s): {t_rise:.2f} s/image")
     print(f"ratio, one run vs best throughput:  {t_rise:.2f} / {floor:.2f} = {t_rise / floor:.3f}  (target <= 1.10)")
-    print(f"ratio, interleaved in {args.chunks} parts:    {t_parts:.2f} / {t_plain:.2f} = {t_parts / t_plain:.3f}  (target <= 1.10)")
+    print(
+        f"ratio, interleaved in {args.chunks} parts:    {t_parts:.2f} / {t_plain:.2f} = {t_parts / t_plain:.3f}"
+        "  (target <= 1.10)"
+    )
     if model.device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 1e9:.2f} GB")
     print(f"peak RSS during RISE (model, probe and run): {rss:.2f} GB  (target <= 1.5 GB)")

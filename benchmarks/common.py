@@ -1,9 +1,11 @@
 """Shared measuring tools for the benchmark scripts (ratios within one process, never timed tests)."""
+
 from __future__ import annotations
 
+import functools
 import resource
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -27,7 +29,9 @@ def best_time(fn: Callable[[], object], device: torch.device, repeats: int = 3, 
     return best
 
 
-def forward_throughput(model, batch_sizes=(1, 2, 4, 8, 16, 32), repeats: int = 5, warmup_s: float = 2.0) -> tuple[float, int]:
+def forward_throughput(
+    model, batch_sizes=(1, 2, 4, 8, 16, 32), repeats: int = 5, warmup_s: float = 2.0
+) -> tuple[float, int]:
     """Best batched inference throughput (images/s) of ``model`` and the batch size that reached it.
 
     The CPU is first kept busy for ``warmup_s`` seconds (oneDNN primitive caches, clock
@@ -42,7 +46,7 @@ def forward_throughput(model, batch_sizes=(1, 2, 4, 8, 16, 32), repeats: int = 5
             model(x)
         for b in batch_sizes:
             x = torch.rand(b, 3, h, w, device=model.device).contiguous(memory_format=torch.channels_last)
-            t = best_time(lambda: model(x), model.device, repeats)
+            t = best_time(functools.partial(model, x), model.device, repeats)
             best = max(best, (b / t, b))
     return best
 

@@ -6,6 +6,7 @@ functions pass their own argument's name (``target``, ``window``); the stages pa
 ``params.yaml`` key (``explain.target``). Hand-written: these are a few lines of type and
 range checks that no library offers with this message format.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,28 +33,48 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_int(value: Any, name: str, low: int | None = None, high: int | None = None, why: str = "") -> int:
+def _int_range(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"an integer in [{low}, {high}]"
+    if low is not None:
+        return f"an integer ≥ {low}"
+    return "an integer" if high is None else f"an integer ≤ {high}"
+
+
+def check_int(
+    value: Any,
+    name: str,
+    low: int | None = None,
+    high: int | None = None,
+    why: str = "",
+    allowed: str = "",
+) -> int:
     """``value`` as an int in [low, high] (None: unbounded); bool is not an integer.
+
+    ``allowed`` replaces the generated description of the range in the message (e.g. ``"None or an
+    integer ≥ 1"`` where the caller accepts None before calling this).
 
     Raises:
         ParamError: ``"<name>: <value> is not allowed (an integer ≥ low[, why])"``.
     """
     if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
-        if low is not None and high is not None:
-            allowed = f"an integer in [{low}, {high}]"
-        elif low is not None:
-            allowed = f"an integer ≥ {low}"
-        elif high is not None:
-            allowed = f"an integer ≤ {high}"
-        else:
-            allowed = "an integer"
+        allowed = allowed or _int_range(low, high)
         raise ParamError(f"{name}: {_short(value)} is not allowed ({allowed}{', ' + why if why else ''})")
     return int(value)
 
 
-def check_float(value: Any, name: str, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> float:
+def check_float(
+    value: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allowed: str = "",
+) -> float:
     """``value`` as a finite float in the interval [low, high] (``*_open``: the bound excluded).
+
+    ``allowed`` replaces the generated ``a finite number in [low, high]`` in the message.
 
     Raises:
         ParamError: not a finite number, or outside the interval.
@@ -67,8 +88,20 @@ def check_float(value: Any, name: str, low: float | None = None, high: float | N
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise ParamError(f"{name}: {_short(value)} is not allowed (a finite number in {left}{lo}, {hi}{right})")
+        allowed = allowed or f"a finite number in {left}{lo}, {hi}{right}"
+        raise ParamError(f"{name}: {_short(value)} is not allowed ({allowed})")
     return v
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (numpy's too); 0, 1 and strings are not.
+
+    Raises:
+        ParamError: ``"<name>: <value> is not allowed (True or False)"``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParamError(f"{name}: {_short(value)} is not allowed (True or False)")
+    return bool(value)
 
 
 def check_choice(value: Any, name: str, options: Sequence[str]) -> str:
@@ -115,8 +148,10 @@ def check_target(target: Any, n_images: int, num_classes: int, name: str = "targ
     if isinstance(target, (torch.Tensor, np.ndarray)):
         values = torch.as_tensor(target)
         if values.dim() > 1 or values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
-            raise ParamError(f"{name}: {_short(target)} is not allowed ({allowed}; got dtype {values.dtype}, "
-                             f"{values.dim()} dimensions)")
+            raise ParamError(
+                f"{name}: {_short(target)} is not allowed ({allowed}; got dtype {values.dtype}, "
+                f"{values.dim()} dimensions)"
+            )
         values = values.detach().cpu().reshape(-1).long()
     elif _is_int(target):
         values = torch.tensor([int(target)])

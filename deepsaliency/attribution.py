@@ -1,19 +1,14 @@
-"""Attribution methods by name: Captum for every method but RISE.
+"""How each explanation method attributes: Captum for every method but RISE, Grad-CAM++ and LRP.
 
-Map reduction (documented once, used by every stage and metric): an attribution
-(C, H, W) becomes a non-negative 2-D map (H, W) by
-
-* pixel-attribution methods (saliency, input_x_gradient, integrated_gradients,
-  smoothgrad, gradient_shap, occlusion): the sum over channels of |attribution|
-  — the un-normalised ``h`` of Dombrowski et al. (2019);
-* ``rise``: the saliency itself (already non-negative, one channel);
-* ``gradcam``: ReLU of the bilinearly upsampled class activation map, as in
-  Selvaraju et al. (2017).
+Which methods exist, and what each one is (its map reduction, whether it can be attacked), is the registry
+:mod:`deepsaliency.methods`; this module maps the same names to the calls (a test checks the two agree).
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,26 +24,13 @@ from captum.attr import (
 )
 from torch import nn
 
-from . import methods_extra
+from . import defence, methods_extra
 from . import rise as rise_module
 from ._validate import check_int, check_target, num_classes
 from .errors import AttributionError, ParamError
-from .models import preserves_model_state
-
-METHODS = (
-    "rise",
-    "integrated_gradients",
-    "saliency",
-    "input_x_gradient",
-    "smoothgrad",
-    "gradient_shap",
-    "occlusion",
-    "gradcam",
-    "guided_backprop",
-    "deeplift",
-    "gradcam_plus_plus",
-    "lrp",
-)
+from .methods import check_ig_steps, check_occlusion
+from .methods import method as _method
+from .models import model_device, preserves_model_state
 
 
 @contextlib.contextmanager
@@ -77,21 +59,35 @@ def _input_x_gradient(model, x, target):
     return InputXGradient(model).attribute(x, target=target)
 
 
-def _integrated_gradients(model, x, target, n_steps: int = 50, integration: str = "gausslegendre", internal_batch_size: int = 16):
+def _integrated_gradients(
+    model, x, target, n_steps: int = 50, integration: str = "gausslegendre", internal_batch_size: int = 16
+):
     # "integration" is Captum's ``method`` (renamed: ``method`` names the attribution method here).
     # Baseline: black image (zero in pixel space), the usual choice for ImageNet.
     check_ig_steps(n_steps, integration)
     return IntegratedGradients(model).attribute(
-        x, baselines=torch.zeros_like(x), target=target, n_steps=n_steps, method=integration, internal_batch_size=internal_batch_size
+        x,
+        baselines=torch.zeros_like(x),
+        target=target,
+        n_steps=n_steps,
+        method=integration,
+        internal_batch_size=internal_batch_size,
     )
 
 
-def _smoothgrad(model, x, target, nt_samples: int = 20, stdevs: float = 0.15, seed: int = 0, nt_samples_batch_size: int = 10):
+def _smoothgrad(
+    model, x, target, nt_samples: int = 20, stdevs: float = 0.15, seed: int = 0, nt_samples_batch_size: int = 10
+):
     # stdevs is in [0, 1] pixel units (0.15 ≈ the 10–20 % noise level Smilkov et al. recommend).
     with seeded(seed, x.device):
         return NoiseTunnel(Saliency(model)).attribute(
-            x, nt_type="smoothgrad", nt_samples=nt_samples, stdevs=stdevs, target=target,
-            nt_samples_batch_size=nt_samples_batch_size, abs=True,
+            x,
+            nt_type="smoothgrad",
+            nt_samples=nt_samples,
+            stdevs=stdevs,
+            target=target,
+            nt_samples_batch_size=nt_samples_batch_size,
+            abs=True,
         )
 
 
@@ -102,42 +98,18 @@ def _gradient_shap(model, x, target, n_samples: int = 20, stdevs: float = 0.1, s
         return GradientShap(model).attribute(x, baselines=baselines, target=target, n_samples=n_samples, stdevs=stdevs)
 
 
-def check_ig_steps(n_steps: Any, integration: str, name: str = "n_steps") -> int:
-    """``n_steps`` for Captum's quadrature ``integration``: ≥ 1, and ≥ 2 for the ``riemann_*`` rules
-    (Captum asserts "The number of steps has to be larger than one" for those).
-
-    Raises:
-        ParamError: one line naming ``name``.
-    """
-    low = 2 if str(integration).startswith("riemann") else 1
-    return check_int(n_steps, name, low, why=f"integration {integration}" if low == 2 else "")
-
-
-def check_occlusion(window: Any, stride: Any, size: tuple[int, int], names: tuple[str, str] = ("window", "stride"),
-                    size_name: str = "the input size") -> None:
-    """What Captum's ``Occlusion`` requires of a square ``window`` and ``stride`` on an (H, W) input.
-
-    Captum (``captum/attr/_core/occlusion.py``) asserts that the window fits the input and that the
-    stride is ≤ the window in every dimension the window does not cover whole; with a full-size
-    window any stride ≤ the input size is accepted here (one position either way).
-
-    Raises:
-        ParamError: one line naming ``names[0]`` (window) or ``names[1]`` (stride).
-    """
-    short = min(int(v) for v in size)
-    window = check_int(window, names[0], 1, short, why=size_name)
-    if window < max(int(v) for v in size):  # some dimension is not covered whole
-        check_int(stride, names[1], 1, window, why=f"{names[0]} {window}; Captum's Occlusion needs stride ≤ window")
-    else:
-        check_int(stride, names[1], 1, short, why=size_name)
-
-
-def _occlusion(model, x, target, window: int = 32, stride: int = 16, baseline: float = 0.0, perturbations_per_eval: int = 8):
+def _occlusion(
+    model, x, target, window: int = 32, stride: int = 16, baseline: float = 0.0, perturbations_per_eval: int = 8
+):
     check_occlusion(window, stride, tuple(x.shape[-2:]))
     check_int(perturbations_per_eval, "perturbations_per_eval", 1)
     return Occlusion(model).attribute(
-        x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
-        baselines=baseline, target=target, perturbations_per_eval=perturbations_per_eval,
+        x,
+        sliding_window_shapes=(x.shape[1], window, window),
+        strides=(x.shape[1], stride, stride),
+        baselines=baseline,
+        target=target,
+        perturbations_per_eval=perturbations_per_eval,
     )
 
 
@@ -157,8 +129,9 @@ def gradcam_layer(model: nn.Module, layer: str = "auto", name: str = "layer") ->
         try:
             return model.get_submodule(layer)
         except AttributeError:
-            raise ParamError(f"{name}: {layer!r} is not a submodule of the model "
-                             "(use 'auto' or a dotted path like 'net.bn2')") from None
+            raise ParamError(
+                f"{name}: {layer!r} is not a submodule of the model (use 'auto' or a dotted path like 'net.bn2')"
+            ) from None
     for candidate in ("net.bn2", "net.layer4", "net.features"):  # timm EfficientNet, torchvision ResNet, VGG-style
         try:
             return model.get_submodule(candidate)
@@ -187,8 +160,9 @@ def require_feature_map(module: nn.Module, layer: str, name: str = "layer") -> I
         handle.remove()
 
 
-def check_gradcam_layer(model: nn.Module, layer: str = "auto", name: str = "layer",
-                        input_size: tuple[int, int] | None = None) -> nn.Module:
+def check_gradcam_layer(
+    model: nn.Module, layer: str = "auto", name: str = "layer", input_size: tuple[int, int] | None = None
+) -> nn.Module:
     """Resolve ``layer`` and probe it with one forward pass of a black image (1, 3, H, W).
 
     ``input_size`` (H, W) defaults to ``model.input_size`` (224 × 224 for the embedded model); the
@@ -202,9 +176,8 @@ def check_gradcam_layer(model: nn.Module, layer: str = "auto", name: str = "laye
             naming ``name`` and the output shape.
     """
     module = gradcam_layer(model, layer, name)
-    h, w = input_size or getattr(model, "input_size", (224, 224))
-    device = getattr(model, "device", None)
-    device = device if isinstance(device, torch.device) else next(model.parameters()).device
+    h, w = input_size if input_size is not None else getattr(model, "input_size", (224, 224))
+    device = model_device(model)
     with require_feature_map(module, layer, name), torch.no_grad():
         model(torch.zeros(1, 3, h, w, device=device))
     return module
@@ -219,10 +192,13 @@ def _gradcam(model, x, target, layer: str = "auto"):
     return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
 
 
-def _rise(model, x, target, masks: "rise_module.RiseMasks", batch_size: int = 16, progress: bool = False):
+def _rise(model, x, target, masks: rise_module.RiseMasks, batch_size: int = 16, progress: bool = False):
     if masks is None:
         raise ParamError("rise: needs masks (generate_masks(...) or the masks stage's data/masks/masks.npz)")
-    sal = [rise_module.rise_saliency(model, xi[None], masks, batch_size=batch_size, target=int(t), progress=progress) for xi, t in zip(x, target)]
+    sal = [
+        rise_module.rise_saliency(model, xi[None], masks, batch_size=batch_size, target=int(t), progress=progress)
+        for xi, t in zip(x, target, strict=True)
+    ]
     return torch.stack(sal).unsqueeze(1)
 
 
@@ -239,21 +215,27 @@ _DISPATCH: dict[str, Callable[..., torch.Tensor]] = {
     "deeplift": methods_extra.deeplift,
     "gradcam_plus_plus": methods_extra.gradcam_plus_plus,
     "lrp": methods_extra.lrp,
+    "saliency_smoothed": defence.saliency_smoothed,
+    "input_x_gradient_smoothed": defence.input_x_gradient_smoothed,
+    "integrated_gradients_smoothed": defence.integrated_gradients_smoothed,
 }
 
 
 @preserves_model_state
-def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | list[int] | torch.Tensor | None = None, **params: Any) -> torch.Tensor:
+def attribute(
+    model: nn.Module, x: torch.Tensor, method: str, target: int | list[int] | torch.Tensor | None = None, **params: Any
+) -> torch.Tensor:
     """Attribution of ``method`` for a batch of images.
 
     Args:
         model: a classifier in pixel space (:class:`deepsaliency.Model`).
         x: images (B, 3, H, W) in [0, 1].
-        method: one of :data:`METHODS`.
+        method: one of :data:`deepsaliency.methods.METHODS`.
         target: class index in [0, K) for a K-class model — an int, a sequence or a 0-d/1-d integer
             tensor, one for all images or one per image; None → the model's prediction.
         **params: the method's parameters (its ``params.yaml`` section); ``rise``
-            needs ``masks``; ``gradcam`` takes ``layer`` (a feature map (B, C, h, w)).
+            needs ``masks``; ``gradcam`` takes ``layer`` (a feature map (B, C, h, w)); the ``*_smoothed``
+            methods take ``beta`` (> 0, :mod:`deepsaliency.defence`).
 
     Returns:
         The raw attribution, (B, 3, H, W) — or (B, 1, H, W) for ``rise`` and ``gradcam`` —
@@ -264,10 +246,9 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | list
             nor B entries, an occlusion ``window``/``stride`` Captum cannot run, ``n_steps`` < 2 with a
             ``riemann_*`` integration, a Grad-CAM ``layer`` that is not a feature map.
     """
-    if method not in _DISPATCH:
-        raise ParamError(f"explain.methods: {method!r} is not a known method (allowed: {', '.join(METHODS)})")
+    info = _method(method, "method")
     # Gradient methods need a leaf that requires grad (Captum warns otherwise).
-    x = x.detach().to(model.device).requires_grad_(method not in ("rise", "occlusion"))
+    x = x.detach().to(model_device(model)).requires_grad_(info.input_gradient)
     if target is None:
         with torch.no_grad():
             target = model(x).argmax(-1)
@@ -283,10 +264,12 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | list
 
 
 def reduce_map(attribution: torch.Tensor, method: str) -> torch.Tensor:
-    """Reduce an attribution (…, C, H, W) to a non-negative map (…, H, W) by the module's rule."""
-    if method in ("gradcam", "gradcam_plus_plus"):
+    """Reduce an attribution (…, C, H, W) to a non-negative map (…, H, W) by the method's
+    :attr:`~deepsaliency.methods.Method.reduction` (see :mod:`deepsaliency.methods`)."""
+    reduction = _method(method, "method").reduction
+    if reduction == "relu_sum":
         return attribution.sum(-3).clamp_min(0)
-    if method == "rise":
+    if reduction == "sum":
         return attribution.sum(-3)
     return attribution.abs().sum(-3)
 
@@ -295,7 +278,9 @@ def check_finite(values: torch.Tensor, method: str, image: str) -> None:
     """Raise :class:`AttributionError` if ``values`` holds NaN or infinite entries."""
     bad = (~torch.isfinite(values)).sum().item()
     if bad:
-        raise AttributionError(f"{method}: {image}: attribution has {bad} NaN/infinite values (of {values.numel()}); refusing to use it")
+        raise AttributionError(
+            f"{method}: {image}: attribution has {bad} NaN/infinite values (of {values.numel()}); refusing to use it"
+        )
 
 
 def explain_images(
@@ -318,8 +303,26 @@ def explain_images(
     from tqdm.auto import tqdm
 
     out = []
-    for xi, stem, target in tqdm(list(zip(x, stems, targets)), desc=method, unit="img"):
+    for xi, stem, target in tqdm(list(zip(x, stems, targets, strict=True)), desc=method, unit="img"):
         attr = attribute(model, xi[None], method, target=int(target), **params)[0].cpu()
         check_finite(attr, method, stem)
         out.append((attr, reduce_map(attr, method)))
     return out
+
+
+def check_model_params(params: dict, model: Any) -> None:
+    """The params cross-checks that need the loaded model, run by a stage before any explanation.
+
+    ``gradcam.layer`` (and ``gradcam_plus_plus.layer``) must name a submodule whose output is a feature map
+    (B, C, h, w) — probed with one forward pass of a black image at ``model.input_size`` — and
+    ``explain.target`` must be a class of the model ([0, K) for its K outputs). The checks without a model
+    are :func:`deepsaliency.config.validate`'s.
+
+    Raises:
+        ParamError: one line naming ``gradcam.layer``, ``gradcam_plus_plus.layer`` or ``explain.target``.
+    """
+    for section in ("gradcam", "gradcam_plus_plus"):  # both look at one layer's feature map
+        check_gradcam_layer(model, params[section]["layer"], f"{section}.layer")
+    if params["explain"]["target"] is not None:
+        probe = torch.zeros(1, 3, *model.input_size, device=model_device(model))
+        check_target(params["explain"]["target"], 1, num_classes(model, probe), "explain.target")

@@ -14,11 +14,14 @@ is one batch per worker whatever the number of images.
 On a CPU the two backends give byte-identical results when they use the same thread count and batch
 boundaries (the batches are the same objects; each worker sets its own torch thread count).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar, cast
 
+from ._validate import check_choice
 from .errors import ParamError
 
 R = TypeVar("R")
@@ -109,10 +112,12 @@ def _ray(task: Task, payloads: Iterable[Any], model_spec: dict, compute: Compute
     worker = ray.remote(num_cpus=compute.threads, num_gpus=compute.gpus_per_worker, max_restarts=3, max_task_retries=3)(
         _Worker
     )
-    actors = [worker.remote(model_spec, compute.threads) for _ in range(compute.workers)]
+    actors: list[Any] = [worker.remote(model_spec, compute.threads) for _ in range(compute.workers)]
     try:
-        # ActorPool.map hands a payload to each free actor and yields results in input order.
-        yield from ActorPool(actors).map(lambda actor, payload: actor.run.remote(task, payload), payloads)
+        # ActorPool.map hands a payload to each free actor and yields results in input order. Ray annotates
+        # its values as a list but only iterates them, so the payloads stay lazy.
+        values = cast(list[Any], payloads)
+        yield from ActorPool(actors).map(lambda actor, payload: actor.run.remote(task, payload), values)
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -136,8 +141,6 @@ def map_batches(
     Raises:
         ParamError: an unknown backend, or an unreachable Ray address.
     """
-    if compute.backend == "local":
+    if check_choice(compute.backend, "compute.backend", BACKENDS) == "local":
         return _local(task, payloads, model, model_spec, compute.threads)
-    if compute.backend == "ray":
-        return _ray(task, payloads, model_spec, compute)
-    raise ParamError(f"compute.backend: {compute.backend!r} is not allowed (one of {', '.join(BACKENDS)})")
+    return _ray(task, payloads, model_spec, compute)

@@ -4,18 +4,18 @@ Every section and key is declared in :data:`SCHEMA`; an unknown key (a typo),
 a wrong type or an out-of-range value raises :class:`ParamError` with one line
 naming the key, the value and what is allowed.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from .errors import ParamError
-from .attribution import METHODS, check_gradcam_layer, check_ig_steps, check_occlusion
-
-ATTACK_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise")
+from .methods import ATTACK_METHODS, METHODS, check_ig_steps, check_occlusion
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,21 @@ def _subset(options: tuple[str, ...], min_len: int = 1) -> Field:
     return Field(check, f"a list of distinct names from {', '.join(options)}")
 
 
+def _budgets() -> Field:
+    """``attack.eps``: a non-empty list of distinct L∞ budgets in /255 units, each in [0, 255]."""
+    number = _float(0, 255)
+
+    def check(v):
+        if not isinstance(v, list) or not v:
+            return _INVALID
+        values = [number.check(e) for e in v]
+        if any(e is _INVALID for e in values) or len({f"{e:g}" for e in values}) != len(values):
+            return _INVALID
+        return [int(e) if float(e).is_integer() else e for e in values]
+
+    return Field(check, "a non-empty list of distinct numbers in [0, 255] (L∞ budgets in /255 units)")
+
+
 def _colormap() -> Field:
     def check(v):
         import matplotlib
@@ -112,6 +127,13 @@ _ATTACK_RUN: dict[str, Field] = {
     "eval_every": _int(1),
 }
 
+#: Integrated Gradients' keys, shared by its β-smoothed version (deepsaliency.defence).
+_IG_FIELDS: dict[str, Field] = {
+    "n_steps": _int(1),
+    "integration": _choice("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"),
+    "internal_batch_size": _int(1),
+}
+
 #: section → key → :class:`Field`, or key → a nested mapping of the same kind.
 SCHEMA: dict[str, dict[str, Any]] = {
     "model": {
@@ -125,8 +147,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "resize": _choice("stretch", "center_crop"),
         "labels": _optional(_str(), "null (no labels file)"),
         # A seeded subset; see deepsaliency.data.prepare_images.
-        "sample": {"n": _optional(_int(1)), "per_class": _optional(_int(1)), "only_correct": _bool(),
-                   "seed": _int(0)},
+        "sample": {"n": _optional(_int(1)), "per_class": _optional(_int(1)), "only_correct": _bool(), "seed": _int(0)},
     },
     "rise": {
         "N": _int(1),
@@ -139,12 +160,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "explain": {"methods": _subset(METHODS), "target": _optional(_int(0), "null (the model's prediction)")},
     "saliency": {"abs": _bool()},
     "input_x_gradient": {},
-    "integrated_gradients": {
-        "n_steps": _int(1),
-        "integration": _choice("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"),
-        "internal_batch_size": _int(1),
+    "integrated_gradients": {**_IG_FIELDS},
+    "smoothgrad": {
+        "nt_samples": _int(1),
+        "stdevs": _float(0, lo_open=True),
+        "seed": _int(0),
+        "nt_samples_batch_size": _int(1),
     },
-    "smoothgrad": {"nt_samples": _int(1), "stdevs": _float(0, lo_open=True), "seed": _int(0), "nt_samples_batch_size": _int(1)},
     "gradient_shap": {"n_samples": _int(1), "stdevs": _float(0), "seed": _int(0)},
     "occlusion": {"window": _int(1), "stride": _int(1), "baseline": _float(0, 1), "perturbations_per_eval": _int(1)},
     "gradcam": {"layer": _str()},
@@ -152,13 +174,22 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "deeplift": {"eps": _float(0, lo_open=True)},
     "gradcam_plus_plus": {"layer": _str()},
     "lrp": {"epsilon": _float(0, lo_open=True), "canonize_skips": _bool()},
+    # Dombrowski et al. (2019)'s defence (deepsaliency.defence): the method on the softplus-β network. One section
+    # each, like every method: explain@<m> reads section <m> alone, so a β sweep of one reruns only its stage.
+    "saliency_smoothed": {"beta": _float(0, lo_open=True), "abs": _bool()},
+    "input_x_gradient_smoothed": {"beta": _float(0, lo_open=True)},
+    "integrated_gradients_smoothed": {"beta": _float(0, lo_open=True), **_IG_FIELDS},
     "attack": {
         "methods": _subset(ATTACK_METHODS),
         "target_image": _str(),
         "b": _float(0),
         "beta_start": _float(0, lo_open=True),
         "beta_end": _float(0, lo_open=True),
-        "eps": _optional(_float(0, 1, lo_open=True), "null (no budget)"),
+        # One attack@<method>-<eps> stage per budget (a DVC matrix axis): adding a budget runs only its attacks.
+        "eps": _budgets(),
+        # Stop an image's attack once its best evaluated loss improved by less than tol (relative) over the
+        # last 20 % of its steps (deepsaliency.attack); null = always run num_iter steps.
+        "tol": _optional(_float(0, 1), "null (always num_iter steps)"),
         "seed": _int(0),
         # One nested section per attacked method: its stage depends on it alone, so a sweep of
         # attack.saliency.num_iter reruns attack@saliency and what is downstream, nothing else.
@@ -187,7 +218,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "faithfulness": {
         "step": _int(1),
         "substrate": _choice("mean", "zero", "blur"),
-        "blur_kernel": Field(lambda v: v if _int(1).check(v) is not _INVALID and v % 2 == 1 else _INVALID, "an odd integer ≥ 1"),
+        "blur_kernel": Field(
+            lambda v: v if _int(1).check(v) is not _INVALID and v % 2 == 1 else _INVALID, "an odd integer ≥ 1"
+        ),
         "blur_sigma": _float(0, lo_open=True),
         "batch_size": _int(1),
         "seed": _int(0),
@@ -203,6 +236,22 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "overlay_alpha": _float(0, 1, lo_open=True),
         "clip_percentile": _float(50, 100),
         "min_max_methods": _subset(METHODS, min_len=0),
+    },
+    # Model-parameter randomisation (Adebayo et al. 2018), stages/sanity.py;
+    # variants = deepsaliency.metrics.sanity.MODES.
+    "sanity": {
+        "methods": _subset(METHODS),
+        "variants": _subset(("cascading", "independent")),
+        "max_depth": _optional(_int(0), "null (every layer group)"),
+        "seed": _int(0),
+    },
+    # Max-sensitivity and infidelity (Yeh et al. 2019, captum.metrics), stages/stability.py.
+    "stability": {
+        "methods": _subset(METHODS),
+        "radius": _float(0, 1, lo_open=True),
+        "n_perturb_samples": _int(1),
+        "seed": _int(0),
+        "batch_size": _int(1),
     },
 }
 
@@ -259,62 +308,73 @@ def _cross_checks(p: dict) -> None:
     if p["rise"]["s"] > size:
         raise ParamError(f"rise.s: {p['rise']['s']!r} is not allowed (an integer in [1, {size}], model.input_size)")
     # What Captum's Occlusion asserts (window fits, stride ≤ window), checked here instead of mid-stage.
-    check_occlusion(p["occlusion"]["window"], p["occlusion"]["stride"], (size, size),
-                    ("occlusion.window", "occlusion.stride"), "model.input_size")
+    check_occlusion(
+        p["occlusion"]["window"],
+        p["occlusion"]["stride"],
+        (size, size),
+        ("occlusion.window", "occlusion.stride"),
+        "model.input_size",
+    )
     # Captum's riemann_* rules need two or more steps; the attack uses the quadrature unless it resamples.
     integration = p["integrated_gradients"]["integration"]
     check_ig_steps(p["integrated_gradients"]["n_steps"], integration, "integrated_gradients.n_steps")
     if not p["attack"]["integrated_gradients"]["resample"]:
-        check_ig_steps(p["attack"]["integrated_gradients"]["n_steps"], integration,
-                       "attack.integrated_gradients.n_steps")
+        check_ig_steps(
+            p["attack"]["integrated_gradients"]["n_steps"], integration, "attack.integrated_gradients.n_steps"
+        )
+    smoothed = p["integrated_gradients_smoothed"]
+    check_ig_steps(smoothed["n_steps"], smoothed["integration"], "integrated_gradients_smoothed.n_steps")
     # torchvision's reflect padding of the insertion blur needs kernel // 2 < the image side.
     if p["faithfulness"]["blur_kernel"] // 2 >= size:
-        raise ParamError(f"faithfulness.blur_kernel: {p['faithfulness']['blur_kernel']!r} is not allowed "
-                         f"(an odd integer in [1, {2 * size - 1}] for model.input_size {size})")
+        raise ParamError(
+            f"faithfulness.blur_kernel: {p['faithfulness']['blur_kernel']!r} is not allowed "
+            f"(an odd integer in [1, {2 * size - 1}] for model.input_size {size})"
+        )
     device = p["model"]["device"]
     if not (device in ("auto", "cpu") or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ParamError(f"model.device: {device!r} is not allowed (expected auto, cpu, cuda or cuda:N)")
     pixels = size * size
-    for key, value, top in (("metrics.top_k", p["metrics"]["top_k"], pixels), ("faithfulness.step", p["faithfulness"]["step"], pixels),
-                            ("faithfulness.random_cell", p["faithfulness"]["random_cell"], size)):
+    for key, value, top in (
+        ("metrics.top_k", p["metrics"]["top_k"], pixels),
+        ("faithfulness.step", p["faithfulness"]["step"], pixels),
+        ("faithfulness.random_cell", p["faithfulness"]["random_cell"], size),
+    ):
         if value > top:
             raise ParamError(f"{key}: {value!r} is not allowed (an integer in [1, {top}] for model.input_size {size})")
     missing = [m for m in p["attack"]["methods"] if m not in p["explain"]["methods"]]
     if missing:
-        raise ParamError(f"attack.methods: {missing[0]!r} is not allowed (attacked methods must also be in explain.methods: {', '.join(p['explain']['methods'])})")
+        raise ParamError(
+            f"attack.methods: {missing[0]!r} is not allowed (attacked methods must also be in explain.methods: "
+            f"{', '.join(p['explain']['methods'])})"
+        )
     if p["attack"]["rise"]["masks"] > p["rise"]["N"]:
-        raise ParamError(f"attack.rise.masks: {p['attack']['rise']['masks']!r} is not allowed (an integer in [1, {p['rise']['N']}], rise.N)")
+        raise ParamError(
+            f"attack.rise.masks: {p['attack']['rise']['masks']!r} is not allowed "
+            f"(an integer in [1, {p['rise']['N']}], rise.N)"
+        )
     for method in ATTACK_METHODS:
         run = p["attack"][method]
         if run["lr_end"] > run["lr"]:
-            raise ParamError(f"attack.{method}.lr_end: {run['lr_end']!r} is not allowed (a number in [0, {run['lr']}], attack.{method}.lr)")
+            raise ParamError(
+                f"attack.{method}.lr_end: {run['lr_end']!r} is not allowed "
+                f"(a number in [0, {run['lr']}], attack.{method}.lr)"
+            )
     if p["explain"]["target"] is not None and p["explain"]["target"] > 999:
-        raise ParamError(f"explain.target: {p['explain']['target']!r} is not allowed (null or a class index in [0, 999])")
+        raise ParamError(
+            f"explain.target: {p['explain']['target']!r} is not allowed (null or a class index in [0, 999])"
+        )
+    rank_eps, budgets = p["report"]["rank_eps"], p["attack"]["eps"]
+    if rank_eps is not None and not any(abs(rank_eps - e) <= 1e-9 for e in budgets):
+        raise ParamError(
+            f"report.rank_eps: {rank_eps:g} is not allowed (null or one of attack.eps: "
+            f"{', '.join(f'{e:g}' for e in budgets)})"
+        )
     unshown = [m for m in p["plots"]["min_max_methods"] if m not in p["explain"]["methods"]]
     if unshown:
-        raise ParamError(f"plots.min_max_methods: {unshown[0]!r} is not allowed "
-                         f"(methods must also be in explain.methods: {', '.join(p['explain']['methods'])})")
-
-
-def check_model_params(params: dict, model: Any) -> None:
-    """The cross-checks that need the loaded model, run by a stage before any explanation.
-
-    ``gradcam.layer`` (and ``gradcam_plus_plus.layer``) must name a submodule whose output is a feature map (B, C, h, w) — probed
-    with one forward pass of a black image at ``model.input_size`` — and ``explain.target`` must be
-    a class of the model ([0, K) for its K outputs).
-
-    Raises:
-        ParamError: one line naming ``gradcam.layer``, ``gradcam_plus_plus.layer`` or ``explain.target``.
-    """
-    import torch
-
-    from ._validate import check_target, num_classes
-
-    for section in ("gradcam", "gradcam_plus_plus"):  # both look at one layer's feature map
-        check_gradcam_layer(model, params[section]["layer"], f"{section}.layer")
-    if params["explain"]["target"] is not None:
-        probe = torch.zeros(1, 3, *model.input_size, device=model.device)
-        check_target(params["explain"]["target"], 1, num_classes(model, probe), "explain.target")
+        raise ParamError(
+            f"plots.min_max_methods: {unshown[0]!r} is not allowed "
+            f"(methods must also be in explain.methods: {', '.join(p['explain']['methods'])})"
+        )
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

@@ -25,6 +25,7 @@ Left out, because no ImageNet-1k class names what they show: ``astronaut`` (a po
 Enlarging is by seeded random crops and horizontal flips (the usual ImageNet augmentations), so larger
 folders are still real photos, and the same seed writes the same bytes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,8 +57,9 @@ def photo_path(photo: str) -> Path:
     return Path(matplotlib.cbook.get_sample_data(name, asfileobj=False))
 
 
-def make_real_photo_folder(root: str | Path, copies_per_photo: int = 1, seed: int = 0,
-                           min_crop: float = 0.6, quality: int = 92):
+def make_real_photo_folder(
+    root: str | Path, copies_per_photo: int = 1, seed: int = 0, min_crop: float = 0.6, quality: int = 92
+):
     """Write the photos of :data:`PHOTOS` as an ImageNet-style ImageFolder: ``root/<wnid>/<photo>_<k>.JPEG``.
 
     Copy 0 of each photo is the whole photo; copies 1 … ``copies_per_photo`` − 1 are random crops (each side
@@ -81,14 +83,11 @@ def make_real_photo_folder(root: str | Path, copies_per_photo: int = 1, seed: in
     """
     import pandas as pd
 
-    from .errors import ParamError
+    from ._validate import check_float, check_int
 
-    if isinstance(copies_per_photo, bool) or not isinstance(copies_per_photo, int) or copies_per_photo < 1:
-        raise ParamError(f"copies_per_photo: {copies_per_photo!r} is not allowed (an integer ≥ 1)")
-    if not 0 < min_crop <= 1:
-        raise ParamError(f"min_crop: {min_crop!r} is not allowed (a number in (0, 1])")
-    if not 1 <= quality <= 95:
-        raise ParamError(f"quality: {quality!r} is not allowed (an integer in [1, 95])")
+    check_int(copies_per_photo, "copies_per_photo", 1)
+    check_float(min_crop, "min_crop", 0, 1, low_open=True, allowed="a number in (0, 1]")
+    check_int(quality, "quality", 1, 95)
     root = Path(root)
     rng = np.random.default_rng(seed)
     rows = []
@@ -112,6 +111,17 @@ def make_real_photo_folder(root: str | Path, copies_per_photo: int = 1, seed: in
                 out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             file = f"{wnid}/{photo}_{k:03d}.JPEG"
             out.save(root / file, quality=quality)
-            rows.append({"file": file, "label": idx, "wnid": wnid, "photo": photo, "flipped": flip,
-                         "left": left, "top": top, "width": w, "height": h})
+            rows.append(
+                {
+                    "file": file,
+                    "label": idx,
+                    "wnid": wnid,
+                    "photo": photo,
+                    "flipped": flip,
+                    "left": left,
+                    "top": top,
+                    "width": w,
+                    "height": h,
+                }
+            )
     return pd.DataFrame(rows)

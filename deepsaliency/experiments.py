@@ -4,6 +4,7 @@ The algorithms live in :mod:`deepsaliency.attack` and :mod:`deepsaliency.attribu
 this module only applies them to every prepared image and gathers what the
 stages write.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ParamError
 from .attribution import explain_images
+from .errors import ParamError
 from .rise import auto_batch_size
 
 
@@ -26,13 +27,18 @@ def choose_targets(stems: list[str], target_image: str) -> list[str]:
             attacked toward; that image itself is attacked toward the next one.
     """
     if len(stems) < 2:
-        raise ParamError(f"attack.target_image: the manipulation attack needs at least two images in prepare.images (found {len(stems)})")
+        raise ParamError(
+            "attack.target_image: the manipulation attack needs at least two images in prepare.images "
+            f"(found {len(stems)})"
+        )
     following = {s: stems[(i + 1) % len(stems)] for i, s in enumerate(stems)}
     if target_image == "next":
         return [following[s] for s in stems]
     name = target_image.rsplit(".", 1)[0] if target_image not in stems else target_image
     if name not in stems:
-        raise ParamError(f"attack.target_image: {target_image!r} is not a prepared image (one of {', '.join(stems)}, or 'next')")
+        raise ParamError(
+            f"attack.target_image: {target_image!r} is not a prepared image (one of {', '.join(stems)}, or 'next')"
+        )
     return [name if s != name else following[s] for s in stems]
 
 
@@ -55,7 +61,11 @@ def attack_explanation_params(params: dict, method: str, masks=None) -> dict[str
     if method == "integrated_gradients":
         return {"n_steps": run["n_steps"], "integration": params["integrated_gradients"]["integration"]}
     if method == "smoothgrad":
-        return {"nt_samples": run["nt_samples"], "stdevs": params["smoothgrad"]["stdevs"], "seed": params["smoothgrad"]["seed"]}
+        return {
+            "nt_samples": run["nt_samples"],
+            "stdevs": params["smoothgrad"]["stdevs"],
+            "seed": params["smoothgrad"]["seed"],
+        }
     if method == "rise":
         return {"masks": masks, "rise_masks": run["masks"], "mask_seed": params["attack"]["seed"]}
     if method == "saliency":
@@ -65,16 +75,20 @@ def attack_explanation_params(params: dict, method: str, masks=None) -> dict[str
 
 def attack_run_params(params: dict, method: str) -> dict[str, Any]:
     """Keyword arguments of :func:`deepsaliency.attack.run_attack` for ``method`` (without the
-    explanation's own parameters): the shared ``attack`` keys and ``attack.<method>``."""
+    explanation's own parameters): the shared ``attack`` keys (``b``, ``beta_start``, ``beta_end``,
+    ``eps``, ``tol``: the convergence tolerance, None/absent → all ``num_iter`` steps) and ``attack.<method>``."""
     shared, run = params["attack"], params["attack"][method]
     kwargs = {key: run[key] for key in ("num_iter", "lr", "lr_end", "a", "eval_every")}
     kwargs.update({key: shared[key] for key in ("b", "beta_start", "beta_end", "eps")})
+    kwargs["tol"] = shared.get("tol")  # issue 15: each image runs until its loss has converged
     if "resample" in run:
         kwargs["resample"] = run["resample"]
     return kwargs
 
 
-def explain_all(model, x: torch.Tensor, stems: list[str], targets: list[int], params: dict, masks=None) -> dict[str, np.ndarray]:
+def explain_all(
+    model, x: torch.Tensor, stems: list[str], targets: list[int], params: dict, masks=None
+) -> dict[str, np.ndarray]:
     """Maps of every method in ``explain.methods`` for images ``x``, keyed ``map_<method>``, each (B, H, W)."""
     out = {}
     for method in params["explain"]["methods"]:

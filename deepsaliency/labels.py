@@ -13,6 +13,7 @@ A label may be given as
   case-insensitive. A lemma shared by several classes (``"crane"``, ``"missile"``, ``"maillot"``, …)
   is refused with the candidates listed, so that no label silently picks one of them.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -32,6 +32,7 @@ Input×Gradient (tests/test_methods_extra.py shows both). Here:
   is Captum's ``nonlinear`` function, which we register for ReLU6 too. The result satisfies
   summation-to-delta: Σ attribution = f(x) − f(baseline) (checked in the tests).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,7 +41,7 @@ import torch
 from captum.attr import DeepLift, GuidedBackprop
 from torch import nn
 
-from .errors import ParamError
+from ._validate import check_float
 
 #: The methods of this module, in report order.
 METHODS_EXTRA = ("guided_backprop", "deeplift", "gradcam_plus_plus", "lrp")
@@ -118,8 +119,7 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float
     Raises:
         ParamError: ``eps`` is not a positive number.
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ParamError(f"eps: {eps!r} is not allowed (a positive number, e.g. 1e-10)")
+    eps = check_float(eps, "eps", 0, low_open=True, allowed="a positive number, e.g. 1e-10")
     x = _needs_grad(x)
     return _DeepLiftReLU6(model, eps=float(eps)).attribute(x, baselines=torch.zeros_like(x), target=target)
 
@@ -179,7 +179,7 @@ def _skip_sum_canonizer() -> Any:
     from zennit.canonizers import AttributeCanonizer
     from zennit.layer import Sum
 
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # Any: timm's block classes share no base with has_skip
         self.has_skip = False
         try:
             out = type(self).forward(self, x)
@@ -234,10 +234,10 @@ def lrp(
     from zennit.attribution import Gradient
     from zennit.composites import EpsilonPlusFlat
 
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
-        raise ParamError(f"epsilon: {epsilon!r} is not allowed (a positive number, e.g. 1e-6)")
+    epsilon = check_float(epsilon, "epsilon", 0, low_open=True, allowed="a positive number, e.g. 1e-6")
     net = model.net if hasattr(model, "net") else model
-    z = ((x - model.mean) / model.std) if hasattr(model, "mean") else x
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    z = (x - mean) / std if isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor) else x
     z = z.detach().requires_grad_(True)
     composite = EpsilonPlusFlat(epsilon=float(epsilon), canonizers=[_skip_sum_canonizer()] if canonize_skips else [])
 

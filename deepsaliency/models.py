@@ -6,19 +6,21 @@ time). Its state dict uses the original ``lukemelas`` key names; its 247
 non-counter tensors map one-to-one, in order and shape, onto
 ``timm.create_model('efficientnet_lite0')``, which is how we load it.
 """
+
 from __future__ import annotations
 
-import functools
-import threading
-from collections import OrderedDict
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence, TypeVar
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from .errors import CheckpointError, ParamError
+
+# Defined in .model_state; importable from here, where every library module has imported them from.
+from .model_state import library_state as library_state
+from .model_state import preserves_model_state as preserves_model_state
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,6 +34,15 @@ def imagenet_labels() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model runs on: its ``device`` attribute (:class:`Model`), else its first parameter's, else CPU."""
+    dev = getattr(model, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` → CUDA when present, else CPU; anything else is passed to torch."""
     if isinstance(device, torch.device):
@@ -43,81 +54,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device != "cpu" and not device.startswith("cuda"):
         raise ParamError(f"model.device: {device!r} is not allowed (use 'auto', 'cpu' or 'cuda[:N]')")
     return torch.device(device)
-
-
-#: Per-module hook dictionaries of ``nn.Module`` that :func:`library_state` sets aside.
-_HOOK_DICTS = (
-    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks",
-)
-_ACTIVE = threading.local()  # ids of the models inside library_state on this thread
-
-
-@contextmanager
-def library_state(model: Any) -> Iterator[Any]:
-    """Put ``model`` into the state the library computes in, and put it back EXACTLY afterwards.
-
-    Inside the block every module is in eval mode (batch norm uses its running statistics and
-    never updates them; dropout is off), no parameter requires grad (so no ``.grad`` is ever
-    written) and the caller's hooks (forward, forward-pre, backward; per module) are set aside,
-    so results do not depend on how the caller left the model. On exit, even by an exception,
-    each module's ``training`` flag, each parameter's ``requires_grad`` and the very hook
-    dictionaries (so the caller's handles still remove them) are restored. Nested blocks on the
-    same model cost nothing. Global hooks (``torch.nn.modules.module.register_module_*``) are
-    left alone. No library does this, so it is written here.
-
-    Args:
-        model: an ``nn.Module`` (anything else is passed through untouched).
-
-    Yields:
-        ``model``.
-    """
-    active = getattr(_ACTIVE, "ids", None)
-    if active is None:
-        active = _ACTIVE.ids = set()
-    if not isinstance(model, nn.Module) or id(model) in active:
-        yield model
-        return
-    modules = list(model.modules())
-    training = [m.training for m in modules]
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    stashed = []
-    active.add(id(model))
-    try:
-        for m in modules:
-            # __dict__ directly: nn.Module.__setattr__ is slow and these are plain attributes
-            saved = {k: m.__dict__[k] for k in _HOOK_DICTS if m.__dict__.get(k)}
-            if saved:
-                stashed.append((m, saved))
-                m.__dict__.update({k: OrderedDict() for k in saved})
-            m.training = False
-        for p in params:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        active.discard(id(model))
-        for m, flag in zip(modules, training):
-            m.training = flag
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
-        for m, saved in stashed:
-            m.__dict__.update(saved)
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def preserves_model_state(fn: _F) -> _F:
-    """Decorator: run ``fn(model, ...)`` inside :func:`library_state` of its ``model`` argument
-    (the first positional argument, or ``model=``)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with library_state(args[0] if args else kwargs.get("model")):
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 class Classification(NamedTuple):
@@ -146,6 +82,9 @@ class Model(nn.Module):
     Raises:
         CheckpointError: the embedded weights cannot be loaded (``net`` None only).
     """
+
+    mean: torch.Tensor  # buffers (1, 3, 1, 1), registered in __init__
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -184,7 +123,9 @@ class Model(nn.Module):
     @torch.inference_mode()
     def classify(self, x: torch.Tensor, batch_size: int = 64) -> Classification:
         """Top-1 class index, softmax probability and label name for each image."""
-        probs = torch.cat([self(x[i : i + batch_size].to(self.device)).softmax(-1) for i in range(0, len(x), batch_size)])
+        probs = torch.cat(
+            [self(x[i : i + batch_size].to(self.device)).softmax(-1) for i in range(0, len(x), batch_size)]
+        )
         p, idx = probs.max(-1)
         indices = [int(i) for i in idx]
         names = [self.labels[i] if self.labels else str(i) for i in indices]
@@ -201,10 +142,10 @@ def _embedded_efficientnet_lite0() -> nn.Module:
     src = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
     own = net.state_dict()  # built once: each call walks all 248 modules
     dst = [k for k in own if not k.endswith("num_batches_tracked")]
-    shapes_match = len(src) == len(dst) and all(v.shape == own[k].shape for k, v in zip(dst, src))
+    shapes_match = len(src) == len(dst) and all(v.shape == own[k].shape for k, v in zip(dst, src, strict=True))
     if not shapes_match:
         raise CheckpointError(f"{path}: embedded EfficientNet-Lite0 weights do not map onto timm's efficientnet_lite0")
-    net.load_state_dict(dict(zip(dst, src)), strict=False)
+    net.load_state_dict(dict(zip(dst, src, strict=True)), strict=False)
     return fold_batchnorm(net.eval())
 
 
@@ -222,7 +163,13 @@ class FoldedNormAct(nn.Module):
 
 
 #: (convolution, the norm applied to its output) in timm's EfficientNet and its blocks.
-_CONV_NORM_PAIRS = (("conv_stem", "bn1"), ("conv_head", "bn2"), ("conv_dw", "bn1"), ("conv_pw", "bn2"), ("conv_pwl", "bn3"))
+_CONV_NORM_PAIRS = (
+    ("conv_stem", "bn1"),
+    ("conv_head", "bn2"),
+    ("conv_dw", "bn1"),
+    ("conv_pw", "bn2"),
+    ("conv_pwl", "bn3"),
+)
 _INVERTED_RESIDUAL_PAIRS = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
 
 
@@ -234,6 +181,8 @@ def fold_batchnorm(net: nn.Module, check: bool = True) -> nn.Module:
     network computes the same function (float32 rounding aside) with one memory pass fewer per
     layer: on 2 CPU cores the forward and the forward+backward ran ≈ 1.3× faster. Every later
     step (Captum, RISE, the attack's double backward) sees only convolutions and activations.
+    This is the project's one batch-norm folding path: the attack's fast double backward
+    (:mod:`deepsaliency.nn.fastgrad`) has no batch-norm swap of its own.
 
     Args:
         net: a timm EfficientNet / EfficientNet-Lite in eval mode.
@@ -257,12 +206,19 @@ def fold_batchnorm(net: nn.Module, check: bool = True) -> nn.Module:
             conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
             if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
-                setattr(module, norm_name, FoldedNormAct(getattr(norm, "drop", nn.Identity()), getattr(norm, "act", nn.Identity())))
-    if check:
+                setattr(
+                    module,
+                    norm_name,
+                    FoldedNormAct(getattr(norm, "drop", nn.Identity()), getattr(norm, "act", nn.Identity())),
+                )
+    if reference is not None:
         with torch.inference_mode():
             error = float((net(probe) - reference).abs().max() / reference.abs().max())
         if error > 1e-4 or any(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
-            raise CheckpointError(f"folding batch norms changed the network's output (relative error {error:.1e}); the conv/norm pairing is wrong")
+            raise CheckpointError(
+                f"folding batch norms changed the network's output (relative error {error:.1e}); "
+                "the conv/norm pairing is wrong"
+            )
     for p in net.parameters():
         p.requires_grad_(False)
     return net
@@ -288,7 +244,9 @@ def _load_checkpoint(net: nn.Module, checkpoint: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"model.checkpoint: {str(path)!r} is not a loadable weights-only checkpoint ({reason})") from None
+        raise CheckpointError(
+            f"model.checkpoint: {str(path)!r} is not a loadable weights-only checkpoint ({reason})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -320,7 +278,7 @@ def load_model(
         The model in eval mode, on ``device``, with gradients off for its weights.
     """
     dev = resolve_device(device)
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    size = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
     if checkpoint:
         net = _architecture(name)
         _load_checkpoint(net, checkpoint)
@@ -330,7 +288,9 @@ def load_model(
         net = _resnet50_from_torchvision_cache()
     else:
         _architecture(name)  # a clear error for an unknown name first
-        raise CheckpointError(f"model.checkpoint: {name!r} needs a local checkpoint file (only {EMBEDDED_MODEL!r} is embedded)")
+        raise CheckpointError(
+            f"model.checkpoint: {name!r} needs a local checkpoint file (only {EMBEDDED_MODEL!r} is embedded)"
+        )
     model = Model(net, input_size=size, labels=imagenet_labels(), name=name).to(dev).eval()
     # channels_last roughly doubled CPU forward throughput of the depthwise-heavy nets here.
     return model.to(memory_format=torch.channels_last)

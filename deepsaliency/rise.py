@@ -15,6 +15,7 @@ the grids and shifts as a scrambled Sobol' sequence (``"sobol"``) or as antithet
 (``"antithetic"``), which reach the same map with fewer forward passes; see
 :func:`generate_masks` and README, Performance, for the measurements.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,7 @@ from scipy.stats import qmc
 from skimage.transform import resize
 from tqdm.auto import tqdm
 
-from ._validate import check_target, num_classes
+from ._validate import check_choice, check_float, check_int, check_target, num_classes
 from .errors import ParamError
 from .models import preserves_model_state
 
@@ -106,15 +107,18 @@ class RiseMasks:
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> "RiseMasks":
+    def load(cls, path: str | Path) -> RiseMasks:
         """Read masks written by :meth:`save` (files from before ``sampling`` existed read as ``random``).
 
         Raises:
             ParamError: the file is not a masks file of this format, naming the path.
         """
+
         def bad(what: str) -> ParamError:
-            return ParamError(f"masks file {str(path)!r}: not a RISE masks file ({what}); "
-                              "regenerate it with generate_masks(...).save() or the masks stage")
+            return ParamError(
+                f"masks file {str(path)!r}: not a RISE masks file ({what}); "
+                "regenerate it with generate_masks(...).save() or the masks stage"
+            )
 
         try:
             with np.load(path) as z:
@@ -132,8 +136,9 @@ class RiseMasks:
                 raise
             raise bad(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         if sampling not in SAMPLINGS:
-            raise ParamError(f"masks file {str(path)!r}: sampling {sampling!r} is not allowed "
-                             f"(one of {', '.join(SAMPLINGS)})")
+            raise ParamError(
+                f"masks file {str(path)!r}: sampling {sampling!r} is not allowed (one of {', '.join(SAMPLINGS)})"
+            )
         return cls(grids, shifts, p1, (h, w), None if seed < 0 else seed, sampling)
 
 
@@ -150,7 +155,11 @@ def _interpolation_matrix(s: int, size: int) -> torch.Tensor:
 
 
 def generate_masks(
-    N: int = 2000, s: int = 8, p1: float = 0.5, input_size: int | tuple[int, int] = (224, 224), seed: int = 0,
+    N: int = 2000,
+    s: int = 8,
+    p1: float = 0.5,
+    input_size: int | tuple[int, int] = (224, 224),
+    seed: int = 0,
     sampling: str = "random",
 ) -> RiseMasks:
     """Draw N RISE masks (Petsiuk et al. 2018), deterministically for a seed.
@@ -191,14 +200,10 @@ def generate_masks(
         ParamError: an argument is out of range (one line naming it, the value and what is allowed).
     """
     h, w = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
-    if not (isinstance(N, int) and N > 0):
-        raise ParamError(f"rise.N: {N!r} is not allowed (a positive integer)")
-    if not (isinstance(s, int) and 1 <= s <= min(h, w)):
-        raise ParamError(f"rise.s: {s!r} is not allowed (an integer in [1, {min(h, w)}], the input size)")
-    if not (0.0 < float(p1) < 1.0):
-        raise ParamError(f"rise.p1: {p1!r} is not allowed (a probability strictly between 0 and 1)")
-    if sampling not in SAMPLINGS:
-        raise ParamError(f"sampling: {sampling!r} is not allowed (one of {', '.join(SAMPLINGS)})")
+    check_int(N, "N", 1)
+    check_int(s, "s", 1, min(h, w), why="the input size")
+    check_float(p1, "p1", 0.0, 1.0, low_open=True, high_open=True, allowed="a probability strictly between 0 and 1")
+    check_choice(sampling, "sampling", SAMPLINGS)
     if sampling == "sobol" and s * s + 2 > _SOBOL_MAX_DIM:
         raise ParamError(f"s: {s!r} is not allowed with sampling 'sobol' (s² + 2 ≤ {_SOBOL_MAX_DIM}: s ≤ 145)")
     cell = (math.ceil(h / s), math.ceil(w / s))
@@ -285,15 +290,17 @@ def rise_saliency(
 
     Returns:
         The saliency, float32 on the model's device.
+
+    Raises:
+        ParamError: ``N`` outside [1, len(masks)], ``batch_size`` < 1, or a ``target`` that is no class index.
     """
-    n = len(masks) if N is None else int(N)
-    if not 0 < n <= len(masks):
-        raise ParamError(f"rise.N: {N!r} is not allowed (1 to the {len(masks)} masks available)")
+    n = len(masks) if N is None else check_int(N, "N", 1, len(masks), why="the masks available")
+    check_int(batch_size, "batch_size", 1)
     p1 = masks.p1 if p1 is None else float(p1)
     x = x.reshape(1, *x.shape[-3:]).to(model.device)
     target = None if target is None else int(check_target(target, 1, num_classes(model, x))[0])  # None: all classes
     h, w = x.shape[-2:]
-    sal = None
+    sal: torch.Tensor | None = None
     with torch.inference_mode():
         for i in tqdm(range(0, n, batch_size), desc="RISE", disable=not progress, leave=False):
             m = masks.dense(i, min(i + batch_size, n), device=x.device)
@@ -301,6 +308,7 @@ def rise_saliency(
             weights = probs[:, target : target + 1] if target is not None else probs
             contrib = weights.T @ m.view(len(m), h * w)
             sal = contrib if sal is None else sal + contrib
+    assert sal is not None  # n ≥ 1: the loop ran
     sal = (sal / (n * p1)).view(-1, h, w)
     return sal[0] if target is not None else sal
 

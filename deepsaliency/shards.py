@@ -8,10 +8,12 @@ changes only the shard it falls in; changing the number of shards reshuffles all
 Written here (a dozen lines on top of :mod:`hashlib`): no library assigns DVC
 stage shards.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from ._validate import check_int
 

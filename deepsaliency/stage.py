@@ -1,4 +1,5 @@
 """What every stage entry point shares: clean failure and all-or-nothing outputs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -6,8 +7,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import DeepSaliencyError
 

@@ -3,15 +3,17 @@
 dvc.yaml has one explain stage per method the library knows, and each always runs;
 ``explain.methods`` chooses which of them the attack, metrics and report stages use.
 """
+
 import sys
 
 import numpy as np
 
 from deepsaliency.artifacts import MASKS, read_prepared, write_npz
-from deepsaliency.config import check_model_params, load_params
+from deepsaliency.attribution import check_model_params, explain_images
+from deepsaliency.config import load_params
 from deepsaliency.errors import ParamError
 from deepsaliency.experiments import method_kwargs
-from deepsaliency.attribution import METHODS, explain_images
+from deepsaliency.methods import METHODS
 from deepsaliency.models import load_model
 from deepsaliency.rise import RiseMasks
 from deepsaliency.stage import atomic_dir, run_stage
@@ -28,9 +30,11 @@ def main() -> None:
     target = params["explain"]["target"]
     targets = [target if target is not None else c for c in manifest["class_idx"]]
     masks = RiseMasks.load(MASKS) if method == "rise" else None
-    results = explain_images(model, x, method, list(manifest["stem"]), targets, **method_kwargs(params, method, model, masks))
+    results = explain_images(
+        model, x, method, list(manifest["stem"]), targets, **method_kwargs(params, method, model, masks)
+    )
     with atomic_dir(f"data/explanations/{method}") as out:
-        for stem, t, (attr, smap) in zip(manifest["stem"], targets, results):
+        for stem, t, (attr, smap) in zip(manifest["stem"], targets, results, strict=True):
             write_npz(out / f"{stem}.npz", attribution=attr.numpy(), map=smap.numpy(), target=np.int64(t))
     print(f"{method}: {len(results)} images → data/explanations/{method}/")
 

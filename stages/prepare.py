@@ -3,8 +3,9 @@
 Prints one line per file it skips (not an image) or per multi-frame file (first frame used), the sample it
 drew, the manifest (the first 50 rows) and, when true labels exist, the model's top-1 accuracy.
 """
+
 from deepsaliency.config import load_params
-from deepsaliency.data import _check_sample, prepare_images, scan_images
+from deepsaliency.data import check_sample, prepare_images, scan_images
 from deepsaliency.errors import DeepSaliencyError
 from deepsaliency.models import load_model
 from deepsaliency.stage import atomic_dir, run_stage
@@ -14,14 +15,15 @@ def main() -> None:
     params = load_params()
     prep = params["prepare"]
     try:  # a bad folder, labels file or sample fails before the model loads and before any output is touched
-        _check_sample(prep["sample"], scan_images(prep["images"], prep["labels"]))
+        check_sample(prep["sample"], scan_images(prep["images"], prep["labels"]))
     except DeepSaliencyError as exc:  # the library names its argument; the stage names the params.yaml key
         text = str(exc)
         raise type(exc)(f"prepare.{text}" if text.startswith(("labels:", "sample.")) else text) from None
     model = load_model(**params["model"])
     with atomic_dir("data/prepared") as out:
-        manifest = prepare_images(prep["images"], out, model, prep["resize"], labels=prep["labels"],
-                                  sample=prep["sample"])
+        manifest = prepare_images(
+            prep["images"], out, model, prep["resize"], labels=prep["labels"], sample=prep["sample"]
+        )
     print(manifest.head(50).to_string(index=False))
     if len(manifest) > 50:
         print(f"… {len(manifest) - 50} more rows in data/prepared/manifest.csv")

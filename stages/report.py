@@ -2,6 +2,7 @@
 
 The logic lives in deepsaliency.report; every output is written all-or-nothing.
 """
+
 from deepsaliency.config import load_params
 from deepsaliency.models import imagenet_labels
 from deepsaliency.report import write_report

@@ -1,4 +1,5 @@
 """Shared fixtures: the real embedded model and the sample photos, loaded once per session."""
+
 from pathlib import Path
 
 import pytest

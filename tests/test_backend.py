@@ -1,4 +1,5 @@
 """Local and Ray backends: same results byte for byte, in order; a killed Ray worker is retried."""
+
 import os
 import sys
 from pathlib import Path
@@ -37,8 +38,8 @@ def photos(samples):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray = pytest.importorskip("ray")
-    import ray.cloudpickle
+    pytest.importorskip("ray")
+    import ray.cloudpickle  # binds ``ray`` too
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     yield ray
@@ -62,13 +63,13 @@ def test_ray_gives_the_local_bytes_and_survives_a_killed_worker(photos, ray_sess
     local = list(map_batches(saliency_task, batches, SPEC, Compute(backend="local", threads=1)))
     remote = list(map_batches(saliency_task, batches, SPEC, compute))
     assert len(remote) == len(local) == 2
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(local, remote))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(local, remote, strict=True))
 
     marker = tmp_path / "killed"
     payloads = [(b, i, str(marker)) for i, b in enumerate(batches)]
     retried = list(map_batches(dying_saliency_task, payloads, SPEC, compute))
     assert marker.read_text() == "killed once"  # a worker really died
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(local, retried))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(local, retried, strict=True))
 
 
 def test_unknown_backend_and_unreachable_cluster_are_one_line_errors(ray_session):

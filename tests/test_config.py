@@ -36,26 +36,80 @@ def test_the_shipped_params_are_valid():
         ("rise.s", 0, r"rise.s: 0 is not allowed"),
         ("rise.s", 500, r"rise.s: 500 is not allowed \(an integer in \[1, 224\], model.input_size\)"),
         ("rise.batch_size", 0, r"rise.batch_size: 0 is not allowed \(expected 'auto' or an integer ≥ 1\)"),
-        ("explain.methods", ["saliency", "lime"], r"explain.methods: \['saliency', 'lime'\] is not allowed \(expected a list of distinct names from rise, "),
+        (
+            "explain.methods",
+            ["saliency", "lime"],
+            r"explain.methods: \['saliency', 'lime'\] is not allowed \(expected a list of distinct names from rise, ",
+        ),
         ("explain.methods", [], r"explain.methods: \[\] is not allowed"),
         ("explain.target", 1000, r"explain.target: 1000 is not allowed"),
         ("model.device", "tpu", r"model.device: 'tpu' is not allowed"),
         ("integrated_gradients.n_steps", -5, r"integrated_gradients.n_steps: -5 is not allowed"),
         ("smoothgrad.stdevs", 0.0, r"smoothgrad.stdevs: 0.0 is not allowed \(expected a number > 0\)"),
-        ("prepare.resize", "squash", r"prepare.resize: 'squash' is not allowed \(expected one of stretch, center_crop\)"),
+        (
+            "prepare.resize",
+            "squash",
+            r"prepare.resize: 'squash' is not allowed \(expected one of stretch, center_crop\)",
+        ),
         ("attack.saliency.num_iter", -1, r"attack.saliency.num_iter: -1 is not allowed \(expected an integer ≥ 1\)"),
         ("attack.smoothgrad.lr", -0.1, r"attack.smoothgrad.lr: -0.1 is not allowed \(expected a number in \(0, 1\]\)"),
-        ("attack.saliency.lr_end", 0.5, r"attack.saliency.lr_end: 0.5 is not allowed \(a number in \[0, 0.002\], attack.saliency.lr\)"),
-        ("attack.eps", -0.01, r"attack.eps: -0.01 is not allowed \(expected null \(no budget\) or a number in \(0, 1\]\)"),
-        ("attack.methods", ["saliency", "gradcam"], r"attack.methods: \['saliency', 'gradcam'\] is not allowed \(expected a list of distinct names from saliency, "),
+        (
+            "attack.saliency.lr_end",
+            0.5,
+            r"attack.saliency.lr_end: 0.5 is not allowed \(a number in \[0, 0.002\], attack.saliency.lr\)",
+        ),
+        (
+            "attack.eps",
+            -0.01,
+            r"attack.eps: -0.01 is not allowed \(expected a non-empty list of distinct numbers in \[0, 255\]",
+        ),
+        (
+            "attack.eps",
+            [-1, 8],
+            r"attack.eps: \[-1, 8\] is not allowed \(expected a non-empty list of distinct numbers",
+        ),
+        ("attack.eps", [8, 8.0], r"attack.eps: \[8, 8.0\] is not allowed"),
+        ("attack.eps", [], r"attack.eps: \[\] is not allowed"),
+        (
+            "attack.tol",
+            -1e-3,
+            r"attack.tol: -0.001 is not allowed \(expected null \(always num_iter steps\) or a number in",
+        ),
+        ("report.rank_eps", 16, r"report.rank_eps: 16 is not allowed \(null or one of attack.eps: 4, 8\)"),
+        (
+            "attack.methods",
+            ["saliency", "gradcam"],
+            r"attack.methods: \['saliency', 'gradcam'\] is not allowed "
+            r"\(expected a list of distinct names from rise, integrated_gradients, saliency, ",
+        ),
         ("attack.rise.masks", 100000, r"attack.rise.masks: 100000 is not allowed \(an integer in \[1, \d+\], rise.N\)"),
         ("attack.rise", None, r"section 'attack.rise' is missing or not a mapping"),
-        ("explain.methods", ["rise", "saliency"], r"attack.methods: 'input_x_gradient' is not allowed \(attacked methods must also be in explain.methods"),
+        (
+            "explain.methods",
+            ["rise", "saliency"],
+            r"attack.methods: 'input_x_gradient' is not allowed \(attacked methods must also be in explain.methods",
+        ),
         ("pgd.eps", 0, r"pgd.eps: 0 is not allowed"),
-        ("metrics.top_k", 10**6, r"metrics.top_k: 1000000 is not allowed \(an integer in \[1, 50176\] for model.input_size 224\)"),
-        ("faithfulness.blur_kernel", 10, r"faithfulness.blur_kernel: 10 is not allowed \(expected an odd integer ≥ 1\)"),
-        ("faithfulness.substrate", "noise", r"faithfulness.substrate: 'noise' is not allowed \(expected one of mean, zero, blur\)"),
-        ("plots.signed_cmap", "rainbowz", r"plots.signed_cmap: 'rainbowz' is not allowed \(expected a matplotlib colour map name"),
+        (
+            "metrics.top_k",
+            10**6,
+            r"metrics.top_k: 1000000 is not allowed \(an integer in \[1, 50176\] for model.input_size 224\)",
+        ),
+        (
+            "faithfulness.blur_kernel",
+            10,
+            r"faithfulness.blur_kernel: 10 is not allowed \(expected an odd integer ≥ 1\)",
+        ),
+        (
+            "faithfulness.substrate",
+            "noise",
+            r"faithfulness.substrate: 'noise' is not allowed \(expected one of mean, zero, blur\)",
+        ),
+        (
+            "plots.signed_cmap",
+            "rainbowz",
+            r"plots.signed_cmap: 'rainbowz' is not allowed \(expected a matplotlib colour map name",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(path, value, message):
@@ -67,7 +121,9 @@ def test_bad_values_name_key_value_and_what_is_allowed(path, value, message):
 def test_typos_and_missing_keys_are_caught():
     params = copy.deepcopy(DEFAULTS)
     params["rise"]["NN"] = params["rise"].pop("N")
-    with pytest.raises(ParamError, match=r"rise.NN: unknown key \(allowed in 'rise': N, s, p1, seed, batch_size, sampling\)"):
+    with pytest.raises(
+        ParamError, match=r"rise.NN: unknown key \(allowed in 'rise': N, s, p1, seed, batch_size, sampling\)"
+    ):
         validate(params)
     params = copy.deepcopy(DEFAULTS)
     del params["rise"]["N"]
@@ -75,7 +131,11 @@ def test_typos_and_missing_keys_are_caught():
         validate(params)
     params = copy.deepcopy(DEFAULTS)
     params["attack"]["saliency"]["num_iters"] = 10
-    with pytest.raises(ParamError, match=r"attack.saliency.num_iters: unknown key \(allowed in 'attack.saliency': num_iter, lr, lr_end, a, eval_every\)"):
+    with pytest.raises(
+        ParamError,
+        match=r"attack.saliency.num_iters: unknown key "
+        r"\(allowed in 'attack.saliency': num_iter, lr, lr_end, a, eval_every\)",
+    ):
         validate(params)
     params = copy.deepcopy(DEFAULTS)
     params["rsie"] = {}
@@ -94,7 +154,7 @@ def test_unreadable_params_file(tmp_path):
 
 # --- issue 12: every cross-parameter constraint is caught by validation, naming the key ------------------
 
-from deepsaliency.config import check_model_params  # noqa: E402
+from deepsaliency.attribution import check_model_params  # noqa: E402
 
 
 def with_changes(**changes):
@@ -112,24 +172,50 @@ def with_changes(**changes):
     "changes, message",
     [
         # Captum's Occlusion asserts stride ≤ window wherever the window does not cover the input.
-        (dict(occlusion__window=8, occlusion__stride=32),
-         r"^occlusion.stride: 32 is not allowed \(an integer in \[1, 8\], occlusion.window 8; "
-         r"Captum's Occlusion needs stride ≤ window\)$"),
-        (dict(occlusion__window=224, occlusion__stride=300),
-         r"^occlusion.stride: 300 is not allowed \(an integer in \[1, 224\], model.input_size\)$"),
-        (dict(occlusion__window=500),
-         r"^occlusion.window: 500 is not allowed \(an integer in \[1, 224\], model.input_size\)$"),
-        (dict(model__input_size=64, occlusion__window=32, occlusion__stride=24, faithfulness__step=100,
-              metrics__top_k=100, rise__s=8, faithfulness__blur_kernel=129),
-         r"^faithfulness.blur_kernel: 129 is not allowed \(an odd integer in \[1, 127\]"),
-        (dict(integrated_gradients__integration="riemann_trapezoid", integrated_gradients__n_steps=1),
-         r"^integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_trapezoid\)$"),
-        (dict(integrated_gradients__integration="riemann_left", attack__integrated_gradients__n_steps=1,
-              attack__integrated_gradients__resample=False),
-         r"^attack.integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)$"),
-        (dict(explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradcam"],
-              attack__methods=["saliency"]),
-         r"^plots.min_max_methods: 'rise' is not allowed \(methods must also be in explain.methods: saliency, "),
+        (
+            dict(occlusion__window=8, occlusion__stride=32),
+            r"^occlusion.stride: 32 is not allowed \(an integer in \[1, 8\], occlusion.window 8; "
+            r"Captum's Occlusion needs stride ≤ window\)$",
+        ),
+        (
+            dict(occlusion__window=224, occlusion__stride=300),
+            r"^occlusion.stride: 300 is not allowed \(an integer in \[1, 224\], model.input_size\)$",
+        ),
+        (
+            dict(occlusion__window=500),
+            r"^occlusion.window: 500 is not allowed \(an integer in \[1, 224\], model.input_size\)$",
+        ),
+        (
+            dict(
+                model__input_size=64,
+                occlusion__window=32,
+                occlusion__stride=24,
+                faithfulness__step=100,
+                metrics__top_k=100,
+                rise__s=8,
+                faithfulness__blur_kernel=129,
+            ),
+            r"^faithfulness.blur_kernel: 129 is not allowed \(an odd integer in \[1, 127\]",
+        ),
+        (
+            dict(integrated_gradients__integration="riemann_trapezoid", integrated_gradients__n_steps=1),
+            r"^integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_trapezoid\)$",
+        ),
+        (
+            dict(
+                integrated_gradients__integration="riemann_left",
+                attack__integrated_gradients__n_steps=1,
+                attack__integrated_gradients__resample=False,
+            ),
+            r"^attack.integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)$",
+        ),
+        (
+            dict(
+                explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradcam"],
+                attack__methods=["saliency"],
+            ),
+            r"^plots.min_max_methods: 'rise' is not allowed \(methods must also be in explain.methods: saliency, ",
+        ),
     ],
 )
 def test_cross_parameter_constraints_name_the_key(changes, message):
@@ -144,11 +230,16 @@ def test_cross_parameter_constraints_name_the_key(changes, message):
         dict(occlusion__window=8, occlusion__stride=8),
         dict(occlusion__window=224, occlusion__stride=224),  # one position: any stride up to the input runs
         dict(integrated_gradients__n_steps=1),  # Gauss–Legendre with one node is fine
-        dict(integrated_gradients__integration="riemann_left", attack__integrated_gradients__n_steps=1,
-             attack__integrated_gradients__resample=True),  # random path points, no Riemann rule
+        dict(
+            integrated_gradients__integration="riemann_left",
+            attack__integrated_gradients__n_steps=1,
+            attack__integrated_gradients__resample=True,
+        ),  # random path points, no Riemann rule
         dict(faithfulness__blur_kernel=447),
-        dict(explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"],
-             plots__min_max_methods=[]),
+        dict(
+            explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"],
+            plots__min_max_methods=[],
+        ),
     ],
 )
 def test_the_edges_of_the_cross_constraints_are_accepted(changes):
@@ -158,8 +249,10 @@ def test_the_edges_of_the_cross_constraints_are_accepted(changes):
 @pytest.mark.parametrize(
     "layer, message",
     [
-        ("net.classifier",
-         r"^gradcam.layer: 'net.classifier' outputs shape \(1, 1000\); Grad-CAM needs a feature map \(B, C, h, w\)$"),
+        (
+            "net.classifier",
+            r"^gradcam.layer: 'net.classifier' outputs shape \(1, 1000\); Grad-CAM needs a feature map \(B, C, h, w\)$",
+        ),
         ("net.global_pool", r"^gradcam.layer: 'net.global_pool' outputs shape \(1, 1280\); Grad-CAM needs a feature"),
         ("net", r"^gradcam.layer: 'net' outputs shape \(1, 1000\); Grad-CAM needs a feature map"),
         ("net.bn9", r"^gradcam.layer: 'net.bn9' is not a submodule of the model"),

@@ -2,8 +2,8 @@
 
 Built from real photos that installed packages ship (deepsaliency.datasets), never from noise alone.
 """
+
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
-from deepsaliency.config import validate
 from deepsaliency.data import MANIFEST_COLUMNS, prepare_images, scan_images
 from deepsaliency.datasets import PHOTOS, make_real_photo_folder, photo_path
 from deepsaliency.errors import ImageError, ParamError
@@ -25,8 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def prepare(folder, tmp_path, model, **kw) -> tuple[pd.DataFrame, list[str]]:
@@ -71,7 +72,9 @@ def test_real_photo_folder_is_a_seeded_labelled_imagefolder(tmp_path):
     # A copy really is the stated crop of the photo (JPEG-close), flipped when the table says so.
     row = table[(table.photo == "chelsea") & (table.flipped)].iloc[0] if table.flipped.any() else table.iloc[1]
     with Image.open(photo_path(row.photo)) as img:
-        crop = np.asarray(img.convert("RGB"), np.float64)[row.top: row.top + row.height, row.left: row.left + row.width]
+        crop = np.asarray(img.convert("RGB"), np.float64)[
+            row.top : row.top + row.height, row.left : row.left + row.width
+        ]
     got = np.asarray(Image.open(tmp_path / "a" / row.file).convert("RGB"), np.float64)
     want, wrong = (crop[:, ::-1], crop) if row.flipped else (crop, crop[:, ::-1])
     assert np.abs(got - want).mean() < 3 < 10 < np.abs(got - wrong).mean()
@@ -173,26 +176,54 @@ def test_every_file_is_prepared_or_named_with_a_reason(photo_folder, tmp_path, m
     assert "note n07920052/anim.gif: 2 frames, the first was prepared" in lines
 
 
+def _labels_csv(text: str) -> tuple:
+    """(setup, prepare_images kwargs) of a case whose labels file l.csv holds ``text``."""
+    return (lambda r: (r / "l.csv").write_text(text)), {"labels": "l.csv"}
+
+
 @pytest.mark.parametrize(
     "setup, kw, error, message",
     [
-        (lambda r: None, {"labels": "nowhere.csv"}, LabelError,
-         r"labels: 'nowhere.csv' does not exist \(expected a CSV"),
-        (lambda r: (r / "l.csv").write_text("file,label\nn07920052/coffee_000.JPEG,kitty\n"), {"labels": "l.csv"},
-         LabelError, r"l.csv: line 2: file 'n07920052/coffee_000.JPEG': 'kitty' is not an ImageNet class"),
-        (lambda r: (r / "l.csv").write_text("file,label\nn07920052/coffee_000.JPEG,crane\n"), {"labels": "l.csv"},
-         LabelError, r"l.csv: line 2: file 'n07920052/coffee_000.JPEG': 'crane' names several classes"),
-        (lambda r: (r / "l.csv").write_text("name,class\na,1\n"), {"labels": "l.csv"},
-         LabelError, r"l.csv: columns \['name', 'class'\] are not allowed \(expected a CSV file with the columns"),
-        (lambda r: (r / "l.csv").write_text("file,label\nmissing.png,1\n"), {"labels": "l.csv"},
-         LabelError, r"l.csv: file 'missing.png' is not an image in"),
-        (lambda r: (r / "l.csv").write_text("file,label\nn07920052/coffee_000.JPEG,968\n"), {"labels": "l.csv"},
-         LabelError, r"file 'n07920052/coffee_000.JPEG': label 968 disagrees with its class folder \(967\)"),
+        (
+            lambda r: None,
+            {"labels": "nowhere.csv"},
+            LabelError,
+            r"labels: 'nowhere.csv' does not exist \(expected a CSV",
+        ),
+        (
+            *_labels_csv("file,label\nn07920052/coffee_000.JPEG,kitty\n"),
+            LabelError,
+            r"l.csv: line 2: file 'n07920052/coffee_000.JPEG': 'kitty' is not an ImageNet class",
+        ),
+        (
+            *_labels_csv("file,label\nn07920052/coffee_000.JPEG,crane\n"),
+            LabelError,
+            r"l.csv: line 2: file 'n07920052/coffee_000.JPEG': 'crane' names several classes",
+        ),
+        (
+            *_labels_csv("name,class\na,1\n"),
+            LabelError,
+            r"l.csv: columns \['name', 'class'\] are not allowed \(expected a CSV file with the columns",
+        ),
+        (*_labels_csv("file,label\nmissing.png,1\n"), LabelError, r"l.csv: file 'missing.png' is not an image in"),
+        (
+            *_labels_csv("file,label\nn07920052/coffee_000.JPEG,968\n"),
+            LabelError,
+            r"file 'n07920052/coffee_000.JPEG': label 968 disagrees with its class folder \(967\)",
+        ),
         (lambda r: (r / "images/n01440764").mkdir(), {}, ImageError, r"images/n01440764: class folder holds no images"),
-        (lambda r: (r / "images/kittens").mkdir(), {}, LabelError,
-         r"images/kittens: class folder 'kittens' is not an ImageNet class \(a class index in \[0, 999\]"),
-        (lambda r: shutil.copy(photo_path("coffee"), r / "images/top.png"), {}, ImageError,
-         r"images both at the top \(top.png\) and in class folders \(n02123045/\) are not allowed"),
+        (
+            lambda r: (r / "images/kittens").mkdir(),
+            {},
+            LabelError,
+            r"images/kittens: class folder 'kittens' is not an ImageNet class \(a class index in \[0, 999\]",
+        ),
+        (
+            lambda r: shutil.copy(photo_path("coffee"), r / "images/top.png"),
+            {},
+            ImageError,
+            r"images both at the top \(top.png\) and in class folders \(n02123045/\) are not allowed",
+        ),
         (lambda r: None, {"sample": {"n": 0}}, ParamError, r"sample.n: 0 is not allowed \(None or an integer ≥ 1\)"),
         (lambda r: None, {"sample": {"size": 3}}, ParamError, r"sample.size: unknown key"),
     ],
@@ -215,80 +246,6 @@ def test_sampling_by_class_needs_labels(tmp_path, model):
             prepare(tmp_path / "images", tmp_path, model, sample={key: value})
 
 
-def test_params_validate_the_new_prepare_keys():
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert validate(params)["prepare"]["sample"] == {"n": None, "per_class": None, "only_correct": False, "seed": 0}
-    for key, value, allowed in (("n", 0, "null or an integer ≥ 1"), ("seed", -1, "an integer ≥ 0"),
-                                ("only_correct", "yes", "true or false")):
-        bad = yaml.safe_load((ROOT / "params.yaml").read_text())
-        bad["prepare"]["sample"][key] = value
-        with pytest.raises(ParamError, match=rf"prepare.sample.{key}: {value!r} is not allowed \(expected {allowed}\)"):
-            validate(bad)
-
-
-# -------------------------------------------------------------------------------------------------- stage
-@pytest.fixture
-def project(tmp_path, photo_folder) -> Path:
-    shutil.copytree(ROOT / "stages", tmp_path / "stages")
-    shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
-    shutil.copytree(photo_folder[0], tmp_path / "data/images")
-    return tmp_path
-
-
-def run_prepare(project: Path, **prepare_params) -> subprocess.CompletedProcess:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["prepare"].update(prepare_params)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return subprocess.run([sys.executable, "stages/prepare.py"], cwd=project, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-
-
-def test_stage_prints_skipped_files_sample_and_accuracy(project):
-    (project / "data/images/README.txt").write_text("about these photos")
-    proc = run_prepare(project, sample={"n": 6, "per_class": 2, "only_correct": False, "seed": 1})
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.splitlines()
-    assert out[0] == "skipped README.txt: not an image (extension '.txt' is not a format Pillow reads)"
-    assert out[1].startswith("sample: 6 of 10 images (seed 1, n 6, per_class 2, only_correct False)")
-    manifest = pd.read_csv(project / "data/prepared/manifest.csv")
-    assert len(manifest) == 6 and manifest.true_label.value_counts().max() <= 2
-    assert out[-1] == f"top-1 accuracy: {manifest.correct.mean():.3f} ({manifest.correct.sum()}/6)"
-
-
-@pytest.mark.parametrize(
-    "change, fragments",
-    [
-        ({"labels": "nowhere.csv"}, ("prepare.labels: 'nowhere.csv' does not exist",)),
-        ({"sample": {"n": 0, "per_class": None, "only_correct": False, "seed": 0}},
-         ("prepare.sample.n: 0 is not allowed",)),
-        ({"images": "data/empty"}, ("data/empty/n01440764: class folder holds no images",)),
-    ],
-)
-def test_stage_refuses_bad_labels_with_one_line_and_writes_nothing(project, change, fragments):
-    (project / "data/empty/n01440764").mkdir(parents=True)
-    proc = run_prepare(project, **change)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and all(f in lines[0] for f in fragments), proc.stderr
-    assert not (project / "data/prepared").exists()
-    assert not any(p.name.startswith(".prepared.tmp") for p in (project / "data").iterdir())
-
-
-def test_a_sample_that_needs_labels_is_refused_before_anything_is_touched(project):
-    """Checked before the model loads: a previous result stays, the message names the params.yaml key."""
-    flat = project / "data/flat"
-    flat.mkdir(parents=True)
-    photo = next(p for p in sorted((project / "data/images").rglob("*")) if p.is_file())
-    shutil.copy2(photo, flat / f"one{photo.suffix}")
-    (project / "data/prepared").mkdir(parents=True)
-    (project / "data/prepared/manifest.csv").write_text("earlier run\n")
-    proc = run_prepare(project, images="data/flat", sample={"n": None, "per_class": 2, "only_correct": False, "seed": 0})
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: prepare.sample.per_class: 2 needs true labels (class folders or a labels file), and these images have none"]
-    assert (project / "data/prepared/manifest.csv").read_text() == "earlier run\n"
-
-
-# ------------------------------------------------------------------------------------------------- memory
 PEAK = """
 import resource, sys, torch
 torch.set_num_threads(1)
@@ -307,8 +264,9 @@ def test_prepare_streams_peak_memory_does_not_grow_with_the_folder(tmp_path):
         images, out = tmp_path / f"images{copies}", tmp_path / f"out{copies}"
         make_real_photo_folder(images, copies_per_photo=copies, seed=0)
         out.mkdir()
-        proc = subprocess.run([sys.executable, "-c", PEAK, str(images), str(out)], capture_output=True, text=True,
-                              cwd=ROOT, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", PEAK, str(images), str(out)], capture_output=True, text=True, cwd=ROOT, check=True
+        )
         peaks[copies] = int(proc.stdout.split()[-1])
         assert len(list(out.glob("*.png"))) == 5 * copies
     # Holding 120 images at 224² (float, 0.6 MB each) and classifying them at once would add > 100 MiB.

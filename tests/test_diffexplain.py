@@ -1,10 +1,11 @@
-"""Differentiable explanations equal Captum's (and RISE's) values on the real model."""
+"""Differentiable explanations (deepsaliency.differentiable) equal Captum's (and RISE's) values on the real model."""
+
 import pytest
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 
 from deepsaliency import generate_masks
-from deepsaliency.diffexplain import explanation, normalized_map, smoothgrad_noise
+from deepsaliency.differentiable import differentiable_attribution, smoothgrad_noise, unit_sum_map
 from deepsaliency.errors import ParamError
 from deepsaliency.rise import explain as rise_explain
 
@@ -22,23 +23,36 @@ def x(samples):
 
 
 def test_saliency_matches_captum(model, x):
-    ours = explanation(model, x.clone().requires_grad_(), "saliency", TARGET, create_graph=True)
+    ours = differentiable_attribution(model, x.clone().requires_grad_(), "saliency", TARGET, create_graph=True)
     ref = Saliency(model).attribute(x.clone().requires_grad_(), target=TARGET, abs=True)
     assert ours.requires_grad  # differentiable
     assert rel_err(ours.detach(), ref) < 1e-4
 
 
 def test_input_x_gradient_matches_captum(model, x):
-    ours = explanation(model, x.clone().requires_grad_(), "input_x_gradient", TARGET, create_graph=False)
+    ours = differentiable_attribution(model, x.clone().requires_grad_(), "input_x_gradient", TARGET, create_graph=False)
     ref = InputXGradient(model).attribute(x.clone().requires_grad_(), target=TARGET)
     assert rel_err(ours, ref) < 1e-4
 
 
 @pytest.mark.parametrize("integration", ["gausslegendre", "riemann_trapezoid"])
 def test_integrated_gradients_matches_captum(model, x, integration):
-    ours = explanation(model, x.clone().requires_grad_(), "integrated_gradients", TARGET, create_graph=False, n_steps=5, integration=integration)
+    ours = differentiable_attribution(
+        model,
+        x.clone().requires_grad_(),
+        "integrated_gradients",
+        TARGET,
+        create_graph=False,
+        n_steps=5,
+        integration=integration,
+    )
     ref = IntegratedGradients(model).attribute(
-        x.clone().requires_grad_(), baselines=torch.zeros_like(x), target=TARGET, n_steps=5, method=integration, internal_batch_size=16
+        x.clone().requires_grad_(),
+        baselines=torch.zeros_like(x),
+        target=TARGET,
+        n_steps=5,
+        method=integration,
+        internal_batch_size=16,
     )
     assert rel_err(ours, ref) < 1e-4
 
@@ -47,42 +61,76 @@ def test_smoothgrad_matches_captum_with_the_same_noise(model, x):
     # Captum draws from the global generator; ours from a generator seeded alike: the draws are equal.
     torch.manual_seed(3)
     captum_noise = torch.normal(0, torch.full((2 * 2, 3, 4, 4), 0.2))
-    assert torch.equal(smoothgrad_noise(torch.Size((2, 3, 4, 4)), 2, 0.2, 3, 2, "cpu").view(2, 2, 3, 4, 4).flatten(0, 1), captum_noise)
-    ours = explanation(model, x.clone().requires_grad_(), "smoothgrad", TARGET, create_graph=False, nt_samples=3, stdevs=0.1, seed=7, nt_samples_batch_size=2)
+    assert torch.equal(
+        smoothgrad_noise(torch.Size((2, 3, 4, 4)), 2, 0.2, 3, 2, "cpu").view(2, 2, 3, 4, 4).flatten(0, 1), captum_noise
+    )
+    ours = differentiable_attribution(
+        model,
+        x.clone().requires_grad_(),
+        "smoothgrad",
+        TARGET,
+        create_graph=False,
+        nt_samples=3,
+        stdevs=0.1,
+        seed=7,
+        nt_samples_batch_size=2,
+    )
     torch.manual_seed(7)
     ref = NoiseTunnel(Saliency(model)).attribute(
-        x.clone().requires_grad_(), nt_type="smoothgrad", nt_samples=3, stdevs=0.1, target=TARGET, nt_samples_batch_size=2, abs=True
+        x.clone().requires_grad_(),
+        nt_type="smoothgrad",
+        nt_samples=3,
+        stdevs=0.1,
+        target=TARGET,
+        nt_samples_batch_size=2,
+        abs=True,
     )
     assert rel_err(ours, ref) < 1e-4
-    again = explanation(model, x.clone().requires_grad_(), "smoothgrad", TARGET, create_graph=False, nt_samples=3, stdevs=0.1, seed=7, nt_samples_batch_size=2)
+    again = differentiable_attribution(
+        model,
+        x.clone().requires_grad_(),
+        "smoothgrad",
+        TARGET,
+        create_graph=False,
+        nt_samples=3,
+        stdevs=0.1,
+        seed=7,
+        nt_samples_batch_size=2,
+    )
     assert torch.equal(ours, again)  # fixed noise: deterministic
 
 
 def test_rise_matches_rise_explain_and_is_differentiable(model, x):
     masks = generate_masks(N=12, s=7, p1=0.5, input_size=(224, 224), seed=1)
     xr = x.clone().requires_grad_()
-    ours = explanation(model, xr, "rise", TARGET, create_graph=True, masks=masks, batch_size=6)
+    ours = differentiable_attribution(model, xr, "rise", TARGET, create_graph=True, masks=masks, batch_size=6)
     ref = rise_explain(model, x, masks, batch_size=6, target=TARGET)
     assert ours.shape == (1, 1, 224, 224)
     assert rel_err(ours.detach()[0, 0], ref) < 1e-4
     (g,) = torch.autograd.grad(ours.sum(), xr)
     assert g.abs().sum() > 0
     # A subset of k masks equals RISE on those masks (sorted, fixed by mask_seed).
-    sub = explanation(model, x, "rise", TARGET, create_graph=False, masks=masks, rise_masks=4, mask_seed=0)
+    sub = differentiable_attribution(
+        model, x, "rise", TARGET, create_graph=False, masks=masks, rise_masks=4, mask_seed=0
+    )
     assert sub.shape == (1, 1, 224, 224) and rel_err(sub, ours.detach()) > 1e-3
 
 
 def test_batch_with_per_image_targets_equals_single_images(model, samples):
     xb = torch.cat([samples["chelsea"], samples["coffee"]])
-    both = explanation(model, xb.clone().requires_grad_(), "integrated_gradients", [285, 967], create_graph=False, n_steps=3)
-    one = explanation(model, samples["coffee"].clone().requires_grad_(), "integrated_gradients", 967, create_graph=False, n_steps=3)
+    both = differentiable_attribution(
+        model, xb.clone().requires_grad_(), "integrated_gradients", [285, 967], create_graph=False, n_steps=3
+    )
+    one = differentiable_attribution(
+        model, samples["coffee"].clone().requires_grad_(), "integrated_gradients", 967, create_graph=False, n_steps=3
+    )
     assert rel_err(both[1:], one) < 1e-4
 
 
 def test_saliency_second_derivative_exists(model, x):
     # With ReLU6 the Hessian-vector product is mostly zero but the graph must exist and be finite.
     xr = x.clone().requires_grad_()
-    h = normalized_map(explanation(model, xr, "saliency", TARGET, create_graph=True))
+    h = unit_sum_map(differentiable_attribution(model, xr, "saliency", TARGET, create_graph=True))
     assert torch.allclose(h.sum((1, 2)), torch.ones(1))
     (g,) = torch.autograd.grad((h**2).sum(), xr)
     assert torch.isfinite(g).all()
@@ -90,16 +138,18 @@ def test_saliency_second_derivative_exists(model, x):
 
 def test_bad_method_and_parameter_are_named(model, x):
     with pytest.raises(ParamError, match="'occlusion' cannot be attacked"):
-        explanation(model, x, "occlusion", TARGET)
+        differentiable_attribution(model, x, "occlusion", TARGET)
     with pytest.raises(ParamError, match="integrated_gradients.n_steps: 0"):
-        explanation(model, x, "integrated_gradients", TARGET, n_steps=0)
+        differentiable_attribution(model, x, "integrated_gradients", TARGET, n_steps=0)
     with pytest.raises(ParamError, match="saliency: .*'n_steps'"):
-        explanation(model, x, "saliency", TARGET, n_steps=3)
+        differentiable_attribution(model, x, "saliency", TARGET, n_steps=3)
 
 
 def test_integrated_gradients_random_path_points_estimate_the_integral(model, x):
     def ig(**kw):
-        return explanation(model, x.clone().requires_grad_(), "integrated_gradients", TARGET, create_graph=False, n_steps=8, **kw).detach()
+        return differentiable_attribution(
+            model, x.clone().requires_grad_(), "integrated_gradients", TARGET, create_graph=False, n_steps=8, **kw
+        ).detach()
 
     quad = ig()
     draws = [ig(alpha_seed=s) for s in range(4)]
@@ -122,28 +172,47 @@ def test_targets_outside_the_classes_are_refused(model, x, method):
     for bad in (-1, 1000):
         params = {"n_steps": 2} if method == "integrated_gradients" else {}
         with pytest.raises(ParamError, match=rf"^target: {bad} is not allowed \(a class index in \[0, 999\]\)$"):
-            explanation(model, x.clone().requires_grad_(), method, bad, create_graph=False, **params)
+            differentiable_attribution(model, x.clone().requires_grad_(), method, bad, create_graph=False, **params)
 
 
 def test_three_targets_for_two_images_is_one_line(model, samples):
     xb = torch.cat([samples["chelsea"], samples["coffee"]]).requires_grad_()
     with pytest.raises(ParamError) as info:
-        explanation(model, xb, "saliency", [285, 967, 1], create_graph=False)
-    assert str(info.value) == ("target: 3 values for 2 images is not allowed "
-                               "(a class index in [0, 999], one for all 2 images or exactly one per image)")
+        differentiable_attribution(model, xb, "saliency", [285, 967, 1], create_graph=False)
+    assert str(info.value) == (
+        "target: 3 values for 2 images is not allowed "
+        "(a class index in [0, 999], one for all 2 images or exactly one per image)"
+    )
 
 
 def test_a_model_without_labels_is_probed_for_its_class_count():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
     xs = torch.rand(2, 3, 4, 4, requires_grad=True)
-    assert explanation(net, xs, "saliency", [0, 4], create_graph=False).shape == (2, 3, 4, 4)
+    assert differentiable_attribution(net, xs, "saliency", [0, 4], create_graph=False).shape == (2, 3, 4, 4)
     with pytest.raises(ParamError, match=r"^target: 5 \(position 1\) is not allowed \(a class index in \[0, 4\]"):
-        explanation(net, xs, "saliency", torch.tensor([0, 5]), create_graph=False)
+        differentiable_attribution(net, xs, "saliency", torch.tensor([0, 5]), create_graph=False)
 
 
 def test_riemann_quadrature_with_one_step_and_empty_noise_batches_are_named(model, x):
     message = r"^integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)"
     with pytest.raises(ParamError, match=message):
-        explanation(model, x, "integrated_gradients", TARGET, create_graph=False, n_steps=1, integration="riemann_left")
+        differentiable_attribution(
+            model, x, "integrated_gradients", TARGET, create_graph=False, n_steps=1, integration="riemann_left"
+        )
     with pytest.raises(ParamError, match=r"^smoothgrad.nt_samples_batch_size: 0 is not allowed \(an integer ≥ 1\)"):
-        explanation(model, x, "smoothgrad", TARGET, create_graph=False, nt_samples=2, nt_samples_batch_size=0)
+        differentiable_attribution(
+            model, x, "smoothgrad", TARGET, create_graph=False, nt_samples=2, nt_samples_batch_size=0
+        )
+
+
+def test_the_old_public_names_are_aliases_of_the_new_ones():
+    import deepsaliency
+    from deepsaliency.metrics.similarity import normalize_map
+
+    assert deepsaliency.explanation is deepsaliency.differentiable_attribution is differentiable_attribution
+    assert deepsaliency.normalized_map is deepsaliency.unit_sum_map is unit_sum_map
+    attr = torch.rand(2, 3, 5, 4, generator=torch.Generator().manual_seed(0)) - 0.5
+    h = unit_sum_map(attr)  # sums to 1 per image; the metrics' normalize_map divides by the maximum instead
+    torch.testing.assert_close(h.sum((1, 2)), torch.ones(2))
+    torch.testing.assert_close(h, attr.abs().sum(1) / attr.abs().sum((1, 2, 3)).view(2, 1, 1))
+    assert float(normalize_map(h[0].numpy()).max()) == 1.0 and float(h[0].max()) < 1.0

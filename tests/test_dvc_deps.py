@@ -4,6 +4,7 @@ A missed dep once made a change of the model code rerun only `prepare`: DVC reru
 dep changes, so a module a stage imports but does not list is a stale-cache bug waiting to happen.
 The imports are read from the source (ast), transitively, including imports inside functions.
 """
+
 import ast
 from pathlib import Path
 
@@ -65,8 +66,12 @@ def stage_definitions() -> dict[str, dict]:
 def test_the_package_init_imports_no_submodule_eagerly():
     """The one exception to the rule below: the package __init__ only re-exports lazily (PEP 562)."""
     tree = ast.parse((ROOT / PACKAGE / "__init__.py").read_text())
-    eager = [n for n in tree.body if (isinstance(n, ast.ImportFrom) and (n.level or (n.module or "").startswith(PACKAGE)))
-             or (isinstance(n, ast.Import) and any(a.name.split(".")[0] == PACKAGE for a in n.names))]
+    eager = [
+        n
+        for n in tree.body
+        if (isinstance(n, ast.ImportFrom) and (n.level or (n.module or "").startswith(PACKAGE)))
+        or (isinstance(n, ast.Import) and any(a.name.split(".")[0] == PACKAGE for a in n.names))
+    ]
     assert not eager, [ast.unparse(n) for n in eager]
 
 

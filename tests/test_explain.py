@@ -3,8 +3,8 @@ import torch
 from captum.attr import IntegratedGradients
 
 from deepsaliency import METHODS, attribute, generate_masks, reduce_map
-from deepsaliency.errors import AttributionError, ParamError
 from deepsaliency.attribution import check_finite
+from deepsaliency.errors import AttributionError, ParamError
 
 
 def test_integrated_gradients_completeness_on_the_real_model(model, samples):
@@ -12,7 +12,12 @@ def test_integrated_gradients_completeness_on_the_real_model(model, samples):
     target = 285  # Egyptian cat
     attr = attribute(model, x, "integrated_gradients", target=target, n_steps=64, internal_batch_size=16)
     _, delta = IntegratedGradients(model).attribute(
-        x, baselines=torch.zeros_like(x), target=target, n_steps=64, internal_batch_size=16, return_convergence_delta=True
+        x,
+        baselines=torch.zeros_like(x),
+        target=target,
+        n_steps=64,
+        internal_batch_size=16,
+        return_convergence_delta=True,
     )
     with torch.no_grad():
         gap = float(model(x)[0, target] - model(torch.zeros_like(x))[0, target])
@@ -51,7 +56,7 @@ def test_default_target_is_the_prediction(model, samples):
 
 
 def test_unknown_method_and_parameter_are_named(model, samples):
-    with pytest.raises(ParamError, match=r"explain.methods: 'lime' is not a known method"):
+    with pytest.raises(ParamError, match=r"^method: 'lime' is not a known method"):
         attribute(model, samples["coffee"], "lime")
     with pytest.raises(ParamError, match=r"integrated_gradients: .*'steps'"):
         attribute(model, samples["coffee"], "integrated_gradients", steps=3)
@@ -71,7 +76,8 @@ import numpy as np  # noqa: E402
 from captum.attr import Occlusion  # noqa: E402
 
 from deepsaliency._validate import check_target  # noqa: E402
-from deepsaliency.attribution import check_gradcam_layer, check_ig_steps, check_occlusion  # noqa: E402
+from deepsaliency.attribution import check_gradcam_layer  # noqa: E402
+from deepsaliency.methods import check_ig_steps, check_occlusion  # noqa: E402
 from deepsaliency.rise import explain as rise_explain  # noqa: E402
 
 
@@ -99,8 +105,10 @@ def test_three_targets_for_two_images_is_one_line(model, samples):
     xb = torch.cat([samples["chelsea"], samples["coffee"]])
     with pytest.raises(ParamError) as info:
         attribute(model, xb, "saliency", target=[285, 967, 1])
-    assert str(info.value) == ("target: 3 values for 2 images is not allowed "
-                               "(a class index in [0, 999], one for all 2 images or exactly one per image)")
+    assert str(info.value) == (
+        "target: 3 values for 2 images is not allowed "
+        "(a class index in [0, 999], one for all 2 images or exactly one per image)"
+    )
 
 
 def test_every_accepted_target_form_means_the_same_classes(model, samples):
@@ -139,8 +147,9 @@ def test_check_target_returns_one_long_per_image():
         check_target(10, 1, 10, name="explain.target")
 
 
-@pytest.mark.parametrize("layer, shape", [("net.classifier", (1, 1000)), ("net.global_pool", (1, 1280)),
-                                          ("net", (1, 1000))])
+@pytest.mark.parametrize(
+    "layer, shape", [("net.classifier", (1, 1000)), ("net.global_pool", (1, 1280)), ("net", (1, 1000))]
+)
 def test_gradcam_on_a_layer_that_is_not_a_feature_map(model, samples, layer, shape):
     with pytest.raises(ParamError) as info:
         attribute(model, samples["chelsea"], "gradcam", target=285, layer=layer)
@@ -171,8 +180,9 @@ def test_occlusion_check_accepts_exactly_what_captum_runs():
     for window in range(1, 10):
         for stride in range(1, 9):
             try:
-                Occlusion(_Linear()).attribute(x, sliding_window_shapes=(3, window, window),
-                                               strides=(3, stride, stride), target=0)
+                Occlusion(_Linear()).attribute(
+                    x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride), target=0
+                )
                 captum_ok = True
             except AssertionError:
                 captum_ok = False
@@ -208,3 +218,13 @@ def test_integration_steps_check_accepts_exactly_what_captum_runs():
             except ParamError:
                 ours_ok = False
             assert ours_ok == captum_ok, (integration, n_steps)
+
+
+def test_the_registry_and_the_implementations_name_the_same_methods():
+    """One registry (deepsaliency.methods) says which methods exist; attribution maps each name to its call."""
+    from deepsaliency import attribution, methods
+
+    assert list(attribution._DISPATCH) == list(methods.METHODS)
+    assert set(methods.ATTACK_METHODS) == {"saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"}
+    with pytest.raises(ParamError, match=r"^method: 'lime' is not a known method \(allowed: rise, "):
+        attribution.reduce_map(torch.zeros(3, 4, 4), "lime")

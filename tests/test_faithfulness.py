@@ -1,4 +1,6 @@
-"""Deletion / insertion (Petsiuk et al. 2018) against hand-computed values on a toy model, and once on the real model."""
+"""Deletion / insertion (Petsiuk et al. 2018) against hand-computed values on a toy model, and once on the real
+model."""
+
 import math
 
 import numpy as np
@@ -36,7 +38,9 @@ def test_perfect_ranking_gives_the_analytic_deletion_auc():
     # Deleting one pixel at a time (black substrate) from an all-ones image leaves p_i = 1 − S(i)/136,
     # S(i) = 16 i − i(i−1)/2. Σ_{i=0}^{16} p_i = 17 − 1496/136 = 6, so AUC = (6 − (1 + 0)/2) / 16 = 0.34375.
     curve = deletion(LinearProb(W), ONES, W, target=0, step=1, substrate_kind="zero")
-    assert len(curve.probs) == 17 and curve.probs[0] == pytest.approx(1) and curve.probs[-1] == pytest.approx(0, abs=1e-12)
+    assert (
+        len(curve.probs) == 17 and curve.probs[0] == pytest.approx(1) and curve.probs[-1] == pytest.approx(0, abs=1e-12)
+    )
     assert curve.auc == pytest.approx(0.34375, abs=1e-6)
     # The worst order (least important first): Σ p_i = 17 − 6 = 11, AUC = 10.5 / 16.
     worst = deletion(LinearProb(W), ONES, W.max() - W, target=0, step=1, substrate_kind="zero")
@@ -46,7 +50,10 @@ def test_perfect_ranking_gives_the_analytic_deletion_auc():
 def test_a_random_map_does_worse_than_the_perfect_one():
     model = LinearProb(W)
     best = deletion(model, ONES, W, target=0, step=1, substrate_kind="zero").auc
-    randoms = [deletion(model, ONES, random_map((4, 4), seed), target=0, step=1, substrate_kind="zero").auc for seed in range(20)]
+    randoms = [
+        deletion(model, ONES, random_map((4, 4), seed), target=0, step=1, substrate_kind="zero").auc
+        for seed in range(20)
+    ]
     # Rearrangement inequality: every other order has a larger area.
     assert all(best + 1e-6 < r <= 0.65625 + 1e-6 for r in randoms)
     assert 0.4 < np.mean(randoms) < 0.6  # a random order removes mass linearly on average: AUC ≈ 0.5
@@ -77,16 +84,20 @@ def test_insertion_starts_blurred_ends_at_the_image_and_the_perfect_order_is_ana
     x = torch.from_numpy(rng.random((1, 3, 4, 4))).float()
     model = LinearProb(W)
     blurred = blur(x, 3, 1.0)
-    gain = (W * (x - blurred).double().mean(1)[0].numpy())  # what inserting each pixel adds to p
+    gain = W * (x - blurred).double().mean(1)[0].numpy()  # what inserting each pixel adds to p
     p0 = float((W * blurred.double().mean(1)[0].numpy()).sum())
-    # Inserting pixels in decreasing gain: p_i = p0 + cumulative sum of the sorted gains (independent of the code under test).
+    # Inserting pixels in decreasing gain: p_i = p0 + cumulative sum of the sorted gains (independent of the code
+    # under test).
     expected = np.concatenate([[p0], p0 + np.cumsum(np.sort(gain.ravel())[::-1])])
     expected_auc = (expected.sum() - (expected[0] + expected[-1]) / 2) / 16
     perfect = insertion(model, x, gain - gain.min(), target=0, step=1, blur_kernel=3, blur_sigma=1.0)
     np.testing.assert_allclose(perfect.probs, expected, atol=1e-6)
     assert perfect.auc == pytest.approx(expected_auc, abs=1e-6)
     assert perfect.probs[-1] == pytest.approx(float((W * x.double().mean(1)[0].numpy()).sum()), abs=1e-6)
-    randoms = [insertion(model, x, random_map((4, 4), s), target=0, step=1, blur_kernel=3, blur_sigma=1.0).auc for s in range(10)]
+    randoms = [
+        insertion(model, x, random_map((4, 4), s), target=0, step=1, blur_kernel=3, blur_sigma=1.0).auc
+        for s in range(10)
+    ]
     assert max(randoms) < perfect.auc
 
 
@@ -129,7 +140,7 @@ def test_blur_kernel_is_the_references_nearly_flat_gkern():
     k = reference_kernel(11, 5)
     assert k.sum() == pytest.approx(1.0, abs=1e-12)
     assert k[0, 0] / k[5, 5] == pytest.approx(0.876, abs=1e-3)  # a truncated σ-5 Gaussian has e⁻¹ = 0.368 there
-    with pytest.raises(ParamError, match=r"faithfulness.blur_sigma: 0 is not allowed \(a number > 0\)"):
+    with pytest.raises(ParamError, match=r"^sigma: 0 is not allowed \(a number > 0\)"):
         reference_kernel(11, 0)
 
 
@@ -167,21 +178,26 @@ def test_random_map_is_seeded_by_seed_and_image_name():
 def test_random_map_cells_make_a_smooth_baseline():
     pixel, smooth = random_map((64, 64), 0, "cat"), random_map((64, 64), 0, "cat", cell=16)
     assert pixel.shape == smooth.shape == (64, 64) and 0 <= smooth.min() and smooth.max() <= 1
-    neighbours = lambda m: np.corrcoef(m[:, :-1].ravel(), m[:, 1:].ravel())[0, 1]
+
+    def neighbours(m):
+        return np.corrcoef(m[:, :-1].ravel(), m[:, 1:].ravel())[0, 1]
+
     assert abs(neighbours(pixel)) < 0.1 and neighbours(smooth) > 0.9
-    with pytest.raises(ParamError, match=r"faithfulness.random_cell: 65 is not allowed"):
+    with pytest.raises(
+        ParamError, match=r"^cell: 65 is not allowed \(an integer in \[1, 64\], the map's shorter side\)$"
+    ):
         random_map((64, 64), 0, "cat", cell=65)
 
 
 def test_bad_parameters_and_maps_are_named():
     model = LinearProb(W)
-    with pytest.raises(ParamError, match=r"faithfulness.step: 0 is not allowed"):
+    with pytest.raises(ParamError, match=r"^step: 0 is not allowed"):
         deletion(model, ONES, W, target=0, step=0)
-    with pytest.raises(ParamError, match=r"faithfulness.step: 17 is not allowed \(an integer in \[1, 16\]\)"):
+    with pytest.raises(ParamError, match=r"^step: 17 is not allowed \(an integer in \[1, 16\]\)"):
         deletion(model, ONES, W, target=0, step=17)
-    with pytest.raises(ParamError, match=r"faithfulness.substrate: 'gray'"):
+    with pytest.raises(ParamError, match=r"^substrate_kind: 'gray' is not allowed \(one of mean, zero, blur\)$"):
         deletion(model, ONES, W, target=0, substrate_kind="gray")
-    with pytest.raises(ParamError, match=r"faithfulness.blur_kernel: 4"):
+    with pytest.raises(ParamError, match=r"^blur_kernel: 4 is not allowed \(an odd integer ≥ 1\)$"):
         insertion(model, ONES, W, target=0, blur_kernel=4)
     with pytest.raises(ParamError, match=r"saliency: shape \(3, 3\)"):
         deletion(model, ONES, np.ones((3, 3)), target=0)

@@ -1,11 +1,12 @@
 """Guided Backprop, DeepLift, Grad-CAM++ and LRP (deepsaliency.methods_extra) on the real model and tiny nets."""
+
 import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from captum.attr import DeepLift, Deconvolution, GuidedBackprop, InputXGradient, Saliency
+from captum.attr import Deconvolution, DeepLift, GuidedBackprop, InputXGradient, Saliency
 from torch import nn
 
 from deepsaliency import methods_extra as me
@@ -155,13 +156,23 @@ def test_gradcam_plus_plus_names_a_bad_layer(model, chelsea):
 def _tiny_lrp_net(bias: bool) -> nn.Sequential:
     torch.manual_seed(3)
     net = nn.Sequential(
-        nn.Conv2d(1, 2, 2, bias=bias), nn.ReLU6(), nn.Conv2d(2, 2, 2, bias=bias), nn.ReLU6(),
-        nn.Flatten(), nn.Linear(2, 3, bias=bias),
+        nn.Conv2d(1, 2, 2, bias=bias),
+        nn.ReLU6(),
+        nn.Conv2d(2, 2, 2, bias=bias),
+        nn.ReLU6(),
+        nn.Flatten(),
+        nn.Linear(2, 3, bias=bias),
     )
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[[[1.0, 2.0], [0.5, 1.5]]], [[[-1.0, 0.5], [1.0, -0.5]]]]))
-        net[2].weight.copy_(torch.tensor([[[[1.0, -0.5], [0.3, 0.2]], [[0.4, 0.1], [-0.2, 0.6]]],
-                                          [[[0.2, 0.3], [-0.4, 0.5]], [[0.7, -0.1], [0.2, 0.3]]]]))
+        net[2].weight.copy_(
+            torch.tensor(
+                [
+                    [[[1.0, -0.5], [0.3, 0.2]], [[0.4, 0.1], [-0.2, 0.6]]],
+                    [[[0.2, 0.3], [-0.4, 0.5]], [[0.7, -0.1], [0.2, 0.3]]],
+                ]
+            )
+        )
         net[5].weight.copy_(torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, 0.3]]))
         if bias:
             net[0].bias.copy_(torch.tensor([0.2, -0.1]))
@@ -177,11 +188,14 @@ def _stab(z: np.ndarray, eps: float) -> np.ndarray:
 def _lrp_by_hand(net: nn.Sequential, x: np.ndarray, t: int, eps: float) -> np.ndarray:
     """Flat (first conv) → z⁺ (second conv) → ε (dense), ReLU6 passes relevance (Montavon et al. 2019)."""
     w1, w2, w3 = (net[i].weight.detach().double().numpy() for i in (0, 2, 5))
-    b1, b2, b3 = ((net[i].bias.detach().double().numpy() if net[i].bias is not None else np.zeros(len(net[i].weight)))
-                  for i in (0, 2, 5))
+    b1, b2, b3 = (
+        (net[i].bias.detach().double().numpy() if net[i].bias is not None else np.zeros(len(net[i].weight)))
+        for i in (0, 2, 5)
+    )
     a0 = x[0]  # (1, 3, 3)
-    z1 = np.array([[[np.sum(a0[:, i:i + 2, j:j + 2] * w1[o]) + b1[o] for j in range(2)] for i in range(2)]
-                   for o in range(2)])
+    z1 = np.array(
+        [[[np.sum(a0[:, i : i + 2, j : j + 2] * w1[o]) + b1[o] for j in range(2)] for i in range(2)] for o in range(2)]
+    )
     a1 = np.clip(z1, 0, 6)
     z2 = np.array([np.sum(a1 * w2[o]) + b2[o] for o in range(2)])
     a2 = np.clip(z2, 0, 6)
@@ -198,7 +212,7 @@ def _lrp_by_hand(net: nn.Sequential, x: np.ndarray, t: int, eps: float) -> np.nd
     for o in range(2):
         for i in range(2):
             for j in range(2):
-                r0[:, i:i + 2, j:j + 2] += r1[o, i, j] / _stab(np.array(4.0), 1e-6)
+                r0[:, i : i + 2, j : j + 2] += r1[o, i, j] / _stab(np.array(4.0), 1e-6)
     return r0, z3[t]
 
 
@@ -221,8 +235,14 @@ def _tiny_residual_net() -> nn.Module:
 
     torch.manual_seed(0)
     block = InvertedResidual(4, 4, dw_kernel_size=3, exp_ratio=2.0, act_layer=nn.ReLU6)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU6(), block,
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3, bias=False)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.ReLU6(),
+        block,
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3, bias=False),
+    ).eval()
     fold_batchnorm(net)
     with torch.no_grad():
         for m in net.modules():
@@ -259,8 +279,11 @@ def test_lrp_on_the_real_model_engages_the_rules(model, chelsea):
     assert rel.shape == (1, 3, 224, 224) and bool(torch.isfinite(rel).all())
     with torch.no_grad():  # the composite and the skip canonizer are gone again: same function, same blocks
         torch.testing.assert_close(model(x), logits, rtol=0, atol=0)
-    assert all(m.has_skip == (m.conv_pw.in_channels == m.conv_pwl.out_channels and m.conv_dw.stride == (1, 1))
-               for m in model.modules() if type(m).__name__ == "InvertedResidual")
+    assert all(
+        m.has_skip == (m.conv_pw.in_channels == m.conv_pwl.out_channels and m.conv_dw.stride == (1, 1))
+        for m in model.modules()
+        if type(m).__name__ == "InvertedResidual"
+    )
     assert not any(hasattr(m, "canonizer_sum") for m in model.modules())
     # Not the gradient × input of the normalised pixels (what zennit gives when no rule attaches).
     z = ((x - model.mean) / model.std).requires_grad_(True)

@@ -1,4 +1,5 @@
 """Map similarity, attack quality and the metrics tables/stage, on hand-computable inputs."""
+
 import json
 import math
 import os
@@ -33,9 +34,10 @@ from deepsaliency.metrics import (
     spearman,
     ssim,
     success_rate,
+    tables,
     top_k_intersection,
 )
-from deepsaliency.metrics import tables
+from deepsaliency.metrics import summary as summaries
 from deepsaliency.metrics.similarity import min_max_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +50,15 @@ MAP = RNG.random((32, 32))
 
 def test_identical_maps_score_perfectly():
     m = compare_maps(MAP, MAP.copy(), top_k=50)
-    assert m == {"ssim": pytest.approx(1.0), "mse": 0.0, "psnr": PSNR_CAP, "pearson": pytest.approx(1.0),
-                 "spearman": pytest.approx(1.0), "top_k": 1.0, "com_shift": 0.0}
+    assert m == {
+        "ssim": pytest.approx(1.0),
+        "mse": 0.0,
+        "psnr": PSNR_CAP,
+        "pearson": pytest.approx(1.0),
+        "spearman": pytest.approx(1.0),
+        "top_k": 1.0,
+        "com_shift": 0.0,
+    }
 
 
 def test_maps_are_compared_after_rescaling_min_max():
@@ -133,8 +142,10 @@ def test_known_top_k_overlap():
     b = np.roll(a.ravel(), -5).reshape(10, 10)  # top 10 = flat indices 85..94
     assert top_k_intersection(a, b, k=10) == 0.5
     assert top_k_intersection(a, b, k=100) == 1.0
-    with pytest.raises(ParamError, match=r"metrics.top_k: 101 is not allowed \(an integer in \[1, 100\]"):
+    with pytest.raises(ParamError, match=r"^k: 101 is not allowed \(an integer in \[1, 100\]"):
         top_k_intersection(a, b, k=101)
+    with pytest.raises(ParamError, match=r"^top_k: 0 is not allowed \(an integer in \[1, 100\]"):
+        compare_maps(a, b, top_k=0)  # names the argument the caller wrote, not a params.yaml key
 
 
 def test_top_k_ties_are_ranked_in_raster_order():
@@ -152,8 +163,15 @@ def test_constant_and_all_zero_maps_have_defined_finite_values():
     for a, b in [(zero, zero), (zero, blob), (const, blob), (zero, const), (const, const)]:
         values = compare_maps(a, b, top_k=10)
         assert all(math.isfinite(v) for v in values.values()), (a.max(), b.max(), values)
-    assert compare_maps(zero, zero, 10) == {"ssim": 1.0, "mse": 0.0, "psnr": PSNR_CAP, "pearson": 0.0,
-                                            "spearman": 0.0, "top_k": 1.0, "com_shift": 0.0}
+    assert compare_maps(zero, zero, 10) == {
+        "ssim": 1.0,
+        "mse": 0.0,
+        "psnr": PSNR_CAP,
+        "pearson": 0.0,
+        "spearman": 0.0,
+        "top_k": 1.0,
+        "com_shift": 0.0,
+    }
     assert pearson(const, MAP[:16, :16]) == 0.0 and spearman(zero, MAP[:16, :16]) == 0.0
     # An all-zero map's centre is the image centre (7.5, 7.5); the blob's is (2, 3).
     assert center_of_mass_shift(zero, blob) == pytest.approx(math.hypot(5.5, 4.5))
@@ -162,8 +180,11 @@ def test_constant_and_all_zero_maps_have_defined_finite_values():
 def test_seed_api_accepts_tensors_and_matches_the_functions():
     other = RNG.random((32, 32))
     s, e, p = compute_metrics(torch.from_numpy(MAP).float(), torch.from_numpy(other).float())
-    assert (s, e, p) == (pytest.approx(ssim(MAP, other), abs=1e-6), pytest.approx(mse(MAP, other), abs=1e-6),
-                         pytest.approx(psnr(MAP, other), abs=1e-4))
+    assert (s, e, p) == (
+        pytest.approx(ssim(MAP, other), abs=1e-6),
+        pytest.approx(mse(MAP, other), abs=1e-6),
+        pytest.approx(psnr(MAP, other), abs=1e-4),
+    )
     assert abs(s) < 0.2 and p < 20  # independent noise maps are not similar
 
 
@@ -213,18 +234,48 @@ def _rows(kind: str) -> pd.DataFrame:
         for a in ("saliency", "pgd"):
             for m, base in (("saliency", 0.1), ("gradcam", 0.5), ("rise", 0.7)):
                 for pair in ("orig_adv",) if a == "pgd" else tables.PAIRS:
-                    rows.append({"image": "a", "attack": a, "method": m, "pair": pair, "diagonal": m == a, "target": "",
-                                 **{k: base for k in ("ssim", "mse", "psnr", "pearson", "spearman", "top_k", "com_shift")}})
+                    rows.append(
+                        {
+                            "image": "a",
+                            "attack": a,
+                            "method": m,
+                            "pair": pair,
+                            "diagonal": m == a,
+                            "target": "",
+                            **{k: base for k in ("ssim", "mse", "psnr", "pearson", "spearman", "top_k", "com_shift")},
+                        }
+                    )
         return pd.DataFrame(rows)
     if kind == "quality":
-        return pd.DataFrame([{"image": s, "attack": "pgd", "label_orig": 1, "label_adv": la, "top1_kept": float(la == 1),
-                              "prob_orig": 0.9, "prob_adv": 0.2, "prob_change": -0.7, "l2_255": 1.0, "linf_255": 2.0,
-                              "psnr": 40.0, "ssim": 0.99} for s, la in (("a", 1), ("b", 3))])
-    return pd.DataFrame([{"image": "a", "attack": "none", "method": m, "deletion": 0.1, "insertion": 0.5} for m in ("saliency", "random")])
+        return pd.DataFrame(
+            [
+                {
+                    "image": s,
+                    "attack": "pgd",
+                    "label_orig": 1,
+                    "label_adv": la,
+                    "top1_kept": float(la == 1),
+                    "prob_orig": 0.9,
+                    "prob_adv": 0.2,
+                    "prob_change": -0.7,
+                    "l2_255": 1.0,
+                    "linf_255": 2.0,
+                    "psnr": 40.0,
+                    "ssim": 0.99,
+                }
+                for s, la in (("a", 1), ("b", 3))
+            ]
+        )
+    return pd.DataFrame(
+        [
+            {"image": "a", "attack": "none", "method": m, "deletion": 0.1, "insertion": 0.5}
+            for m in ("saliency", "random")
+        ]
+    )
 
 
 def test_summary_separates_attack_and_transfer_and_is_finite():
-    summary = tables.summarize(_rows("similarity"), _rows("quality"), _rows("faithfulness"))
+    summary = summaries.summarize(_rows("similarity"), _rows("quality"), _rows("faithfulness"))
     sim = summary["similarity"]
     assert sim["saliency"]["diagonal"]["orig_adv"]["ssim"]["mean"] == pytest.approx(0.1)
     # mean of gradcam 0.5, rise 0.7
@@ -232,26 +283,27 @@ def test_summary_separates_attack_and_transfer_and_is_finite():
     assert list(sim["pgd"]) == ["all"] and list(sim["pgd"]["all"]) == ["orig_adv"]
     assert summary["attack"]["pgd"]["success_rate"]["mean"] == 0.5
     assert summary["attack"]["pgd"]["top1_kept"]["mean"] == 0.5
-    assert summary["faithfulness"]["original"]["random"] == {k: {"mean": v, "ci_low": v, "ci_high": v, "n": 1}
-                                                             for k, v in (("deletion", 0.1), ("insertion", 0.5))}
+    assert summary["faithfulness"]["original"]["random"] == {
+        k: {"mean": v, "ci_low": v, "ci_high": v, "n": 1} for k, v in (("deletion", 0.1), ("insertion", 0.5))
+    }
     json.dumps(summary, allow_nan=False)
 
 
 def test_nan_anywhere_in_the_summary_or_a_table_is_refused():
     with pytest.raises(DeepSaliencyError, match=r"metrics.similarity.x.ssim: nan is not finite"):
-        tables.assert_finite({"similarity": {"x": {"ssim": float("nan")}}})
+        summaries.assert_finite({"similarity": {"x": {"ssim": float("nan")}}})
     df = _rows("faithfulness")
     df.loc[1, "insertion"] = np.inf
     with pytest.raises(DeepSaliencyError, match=r"faithfulness.csv: column 'insertion' row 1"):
-        tables.assert_finite_table(df, "faithfulness.csv")
+        summaries.assert_finite_table(df, "faithfulness.csv")
 
 
 def test_faithfulness_jobs_diagonal_all_and_none():
-    stems, methods, attacks = ["a", "b"], ["saliency", "gradcam"], ["saliency", "rise", "pgd"]
+    stems, methods, attacks = ["a", "b"], ["saliency", "gradcam"], [("saliency", 8.0), ("rise", 8.0), ("pgd", 8.0)]
     diag = tables.faithfulness_jobs(stems, methods, attacks, "diagonal")
     assert len(diag) == 2 * 3 + 2 * 2  # originals: 2 methods + random; only saliency's attack has its method evaluated
-    assert ("a", "saliency", "saliency") in diag and ("b", "saliency", "random") in diag
-    assert not any(a in ("rise", "pgd") for _, a, _ in diag)
+    assert ("a", "saliency", 8.0, "saliency") in diag and ("b", "saliency", 8.0, "random") in diag
+    assert not any(a in ("rise", "pgd") for _, a, _, _ in diag)
     assert len(tables.faithfulness_jobs(stems, methods, attacks, "all")) == 2 * 3 * 4
     assert len(tables.faithfulness_jobs(stems, methods, attacks, "none")) == 6
 
@@ -260,7 +312,9 @@ def test_settings_take_defaults_and_reject_bad_values():
     assert tables.settings_from_params({}) == tables.Settings()
     s = tables.settings_from_params({"metrics": {"top_k": 10}, "faithfulness": {"step": 7, "substrate": "blur"}})
     assert (s.top_k, s.step, s.substrate, s.blur_sigma) == (10, 7, "blur", 5.0)
-    with pytest.raises(ParamError, match=r"faithfulness.blur_kernel: 10 is not allowed \(expected an odd integer ≥ 1\)"):
+    with pytest.raises(
+        ParamError, match=r"faithfulness.blur_kernel: 10 is not allowed \(expected an odd integer ≥ 1\)"
+    ):
         tables.settings_from_params({"faithfulness": {"blur_kernel": 10}})
     with pytest.raises(ParamError, match=r"metrics.topk: unknown key"):
         tables.settings_from_params({"metrics": {"topk": 10}})
@@ -293,29 +347,49 @@ def _make_project(root: Path) -> dict:
             d = root / "data/explanations" / m
             d.mkdir(parents=True, exist_ok=True)
             np.savez(d / f"{stem}.npz", attribution=maps[(m, stem)][None], map=maps[(m, stem)], target=np.int64(cls))
-    pd.DataFrame({"file": ["a.png", "b.png"], "stem": ["a", "b"], "class_idx": [1, 2], "label": ["x", "y"],
-                  "prob": [0.5, 0.25]}).to_csv(prep / "manifest.csv", index=False)
+    pd.DataFrame(
+        {"file": ["a.png", "b.png"], "stem": ["a", "b"], "class_idx": [1, 2], "label": ["x", "y"], "prob": [0.5, 0.25]}
+    ).to_csv(prep / "manifest.csv", index=False)
     adv = {}
-    for attack in ("saliency", "pgd"):
-        d = root / "data/attacks" / attack
+    for attack in ("saliency", "pgd"):  # the saliency attack at the budget 8/255; PGD has one folder
+        d = root / "data/attacks" / attack / ("" if attack == "pgd" else "eps8")
         d.mkdir(parents=True)
         for stem, target, label_adv in (("a", "b", 1), ("b", "a", 7)):
             x_adv = np.clip(x[stem] + rng.uniform(-8, 8, x[stem].shape) / 255, 0, 1).astype(np.float32)
             amaps = {m: rng.random((SIZE, SIZE)).astype(np.float32) for m in METHODS}
             adv[(attack, stem)] = amaps
-            np.savez(d / f"{stem}.npz", x_adv=x_adv, target_stem=np.array("" if attack == "pgd" else target),
-                     label_adv=np.int64(label_adv), prob_adv=np.float64(0.1),
-                     **{f"map_{m}": v for m, v in amaps.items()})
+            np.savez(
+                d / f"{stem}.npz",
+                x_adv=x_adv,
+                target_stem=np.array("" if attack == "pgd" else target),
+                label_adv=np.int64(label_adv),
+                prob_adv=np.float64(0.1),
+                **(
+                    {}
+                    if attack == "pgd"
+                    else {"converged": np.bool_(stem == "a"), "steps": np.int64(3), "passes": np.int64(9)}
+                ),
+                **{f"map_{m}": v for m, v in amaps.items()},
+            )
     # The attack stage's loss log is part of its contract (the metrics stage gathers it for the plots).
     (root / "reports/attack_loss").mkdir(parents=True)
-    pd.DataFrame({"step": [1, 1], "image": ["a", "b"], "expl_loss": [1e-9, 2e-9], "output_loss": [0.0, 1e-8],
-                  "beta": [10.0, 10.0]}).to_csv(root / "reports/attack_loss/saliency.csv", index=False)
+    pd.DataFrame(
+        {
+            "step": [1, 1],
+            "image": ["a", "b"],
+            "expl_loss": [1e-9, 2e-9],
+            "output_loss": [0.0, 1e-8],
+            "beta": [10.0, 10.0],
+        }
+    ).to_csv(root / "reports/attack_loss/saliency-eps8.csv", index=False)
     return {"maps": maps, "adv": adv}
 
 
 def _run_stage(root: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run([sys.executable, str(ROOT / "stages/metrics.py")], cwd=root, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages/metrics.py")], cwd=root, env=env, capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -335,14 +409,18 @@ def test_stage_writes_every_table_with_the_right_rows(stage_run, model):
     assert set(sim[sim["attack"] == "pgd"]["pair"]) == {"orig_adv"}
     assert sim["diagonal"].sum() == 6  # saliency attack, saliency method, 2 images × 3 pairs
     # Pair semantics: (adversarial, target) of image a under gradcam = attack map vs gradcam's map of image b.
-    row = sim[(sim.image == "a") & (sim.attack == "saliency") & (sim.method == "gradcam") & (sim.pair == "adv_target")].iloc[0]
+    row = sim[
+        (sim.image == "a") & (sim.attack == "saliency") & (sim.method == "gradcam") & (sim.pair == "adv_target")
+    ].iloc[0]
     expected = compare_maps(truth["adv"][("saliency", "a")]["gradcam"], truth["maps"][("gradcam", "b")], top_k=100)
     for metric in ("ssim", "pearson", "com_shift"):
         assert row[metric] == pytest.approx(expected[metric], rel=1e-4, abs=1e-6)
     assert row["target"] == "b"
     quality = pd.read_csv(root / "reports/metrics/attack_quality.csv")
     assert len(quality) == 4 and quality["linf_255"].max() <= 8 + 1e-3
-    x_a = torch.from_numpy(np.asarray(Image.open(root / "data/prepared/a.png"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    x_a = torch.from_numpy(np.asarray(Image.open(root / "data/prepared/a.png"), dtype=np.float32) / 255).permute(
+        2, 0, 1
+    )[None]
     with torch.inference_mode():
         p_a = float(model(x_a).softmax(-1)[0, 1])  # class 1 is a's "originally predicted" class in the manifest
     assert quality[quality.image == "a"]["prob_orig"].eq(quality[quality.image == "a"]["prob_orig"].iloc[0]).all()
@@ -359,24 +437,38 @@ def test_stage_writes_every_table_with_the_right_rows(stage_run, model):
 
 def test_stage_summary_is_finite_and_readable(stage_run):
     root, _ = stage_run
-    summary = json.loads((root / "reports/metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+    summary = json.loads(
+        (root / "reports/metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json")
+    )
     assert summary["images"] == 2
-    assert summary["attack"]["pgd"]["success_rate"]["mean"] == 0.5  # b's label flipped, a's did not
-    assert summary["attack"]["saliency"]["top1_kept"]["mean"] == 0.5
-    assert set(summary["similarity"]["saliency"]) == {"diagonal", "transfer"}
+    # every attack block is per budget: saliency's at 8/255, PGD's at pgd.eps = 8/255
+    assert summary["attack"]["pgd"]["eps8"]["success_rate"]["mean"] == 0.5  # b's label flipped, a's did not
+    assert summary["attack"]["saliency"]["eps8"]["top1_kept"]["mean"] == 0.5
+    assert summary["attack"]["saliency"]["eps8"]["converged_rate"]["mean"] == 0.5  # a converged, b did not
+    assert summary["attack"]["saliency"]["eps8"]["passes"]["mean"] == 9
+    assert set(summary["similarity"]["saliency"]["eps8"]) == {"diagonal", "transfer"}
     assert set(summary["faithfulness"]) == {"original", "saliency"}
-    assert set(summary["faithfulness"]["saliency"]) == {"saliency", "random"}
+    assert set(summary["faithfulness"]["saliency"]["eps8"]) == {"saliency", "random"}
+    assert summary["leaderboard"]["methods"]["saliency"]["converged_rate"] == 0.5
+    curve = pd.read_csv(root / "reports/metrics/manipulability.csv")
+    assert list(curve.columns) == ["method", "eps", "n", "mean", "ci_low", "ci_high", "converged_rate"]
+    assert curve[["method", "eps", "n", "converged_rate"]].values.tolist() == [["saliency", 8.0, 2, 0.5]]
+    conv = pd.read_csv(root / "reports/metrics/convergence.csv")
+    assert conv[["image", "converged", "steps", "passes"]].values.tolist() == [["a", 1, 3, 9], ["b", 0, 3, 9]]
 
 
 def test_stage_refuses_a_nan_map_naming_method_and_image(tmp_path):
     _make_project(tmp_path)
-    path = tmp_path / "data/attacks/saliency/b.npz"
+    path = tmp_path / "data/attacks/saliency/eps8/b.npz"
     z = dict(np.load(path))
     z["map_gradcam"][5, 5] = np.nan
     np.savez(path, **z)
     proc = _run_stage(tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == "error: gradcam: b (attack saliency): map has 1 NaN/infinite values (of 4096); refusing to use it"
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == "error: gradcam: b (attack saliency): map has 1 NaN/infinite values (of 4096); refusing to use it"
+    )
     assert not (tmp_path / "reports/metrics.json").exists()
 
 
@@ -387,4 +479,4 @@ def test_missing_contract_key_is_named(tmp_path):
     del z["map_saliency"]
     np.savez(path, **z)
     with pytest.raises(DeepSaliencyError, match=r"pgd/a.npz: missing map_saliency"):
-        tables.load_attacks(["pgd"], ["a"], METHODS, tmp_path / "data/attacks")
+        tables.load_attacks([("pgd", 8.0)], ["a"], METHODS, tmp_path / "data/attacks")

@@ -8,44 +8,21 @@ as the caller left it: the same ``training`` flag per module, ``requires_grad`` 
 training mode would update its running statistics).
 """
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_model
 from torch import nn
 
 from deepsaliency import attribute, deletion, explain, explanation, generate_masks, insertion, library_state
-from deepsaliency.attack import perform_attack, pgd_attack, run_attack
-from deepsaliency.attribution import METHODS
+from deepsaliency.attack import perform_attack, pgd_attack, run_attack, untargeted_attack
+from deepsaliency.methods import METHODS
 from deepsaliency.models import Model
-from deepsaliency.untargeted import untargeted_attack
 
 SIZE = 24
-
-
-def small_model() -> Model:
-    """A seeded pixel-space classifier with batch norm (running statistics) and dropout."""
-    g = torch.Generator().manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU6(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32, 5),
-    )
-    for p in net.parameters():
-        p.data = torch.randn(p.shape, generator=g) * 0.5
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2, generator=g)
-            m.running_var.uniform_(0.5, 2.0, generator=g)
-    return Model(
-        net, input_size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), labels=list("abcde"), name="small"
-    )
 
 
 def image() -> torch.Tensor:
@@ -55,15 +32,16 @@ def image() -> torch.Tensor:
 def disturb(model: Model) -> tuple[object, list]:
     """Leave ``model`` as a training script would: train mode, some weights trainable, a hook."""
     model.train()
-    model.net[0].weight.requires_grad_(True)
-    model.net[9].bias.requires_grad_(True)
+    net = cast(nn.Sequential, model.net)
+    net[0].weight.requires_grad_(True)
+    net[-1].bias.requires_grad_(True)
     calls: list = []
 
     def triple(module, inputs, output):
         calls.append(1)
         return output * 3.0
 
-    return model.net[0].register_forward_hook(triple), calls
+    return net[0].register_forward_hook(triple), calls
 
 
 def snapshot(model: nn.Module) -> dict:
@@ -101,17 +79,19 @@ METHOD_PARAMS = {
     "gradcam": {"layer": "net.4"},
 }
 
-ENTRY_POINTS = {
-    **{
-        f"attribute[{m}]": (lambda model, x, m=m: attribute(model, x, m, target=1, **METHOD_PARAMS.get(m, {})))
-        for m in METHODS
-    },
+
+def attribute_entry(method: str) -> Callable[[Model, torch.Tensor], torch.Tensor]:
+    return lambda model, x: attribute(model, x, method, target=1, **METHOD_PARAMS.get(method, {}))
+
+
+ENTRY_POINTS: dict[str, Callable[[Model, torch.Tensor], torch.Tensor]] = {
+    **{f"attribute[{m}]": attribute_entry(m) for m in METHODS},
     "explain[rise]": lambda model, x: explain(model, x, MASKS, target=1),
     "explanation[saliency]": lambda model, x: explanation(
         model, x.clone().requires_grad_(), "saliency", 1, create_graph=False
     ),
     "run_attack": lambda model, x: (
-        run_attack(model, x, "saliency", num_iter=2, target_map=TMAP, lr=0.02, eval_every=1).x_adv
+        run_attack(model, x, "saliency", num_iter=2, target_map=TMAP, lr=0.02, b=1.0, eval_every=1).x_adv
     ),
     "perform_attack[untargeted]": lambda model, x: perform_attack(
         model, x, "saliency", num_iter=2, k=50, lr=0.02, b=1.0, eval_every=1
@@ -131,11 +111,11 @@ ENTRY_POINTS = {
 @pytest.mark.parametrize("name", list(ENTRY_POINTS))
 def test_entry_point_neither_depends_on_nor_changes_the_model_state(name):
     fn, x = ENTRY_POINTS[name], image()
-    expected = fn(small_model(), x)
+    expected = fn(tiny_model(SIZE), x)
     if "attack" in name:  # a real result to compare, not the clean image handed back
         assert float((expected - x).abs().max()) > 0.01
 
-    model = small_model()
+    model = tiny_model(SIZE)
     handle, calls = disturb(model)
     before = snapshot(model)
     got = fn(model, x)
@@ -149,7 +129,7 @@ def test_entry_point_neither_depends_on_nor_changes_the_model_state(name):
 
 
 def test_library_state_restores_even_on_error_and_nests():
-    model = small_model()
+    model = tiny_model(SIZE)
     disturb(model)
     before = snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):

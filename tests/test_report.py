@@ -3,6 +3,7 @@
 Runs on a synthetic fixture (random 32×32 images, fake explanations, attacks and metric tables in the
 metrics stage's format), so no model is needed.
 """
+
 import base64
 import json
 import re
@@ -15,127 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
+from report_fixtures import ATTACKS, INSERTION, METHODS, OWN_R, ROOT, SMALL, STEMS, make_artifacts
 
 from deepsaliency import report as rep
-from deepsaliency.metrics.tables import leaderboard
-
-ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["rise", "integrated_gradients", "saliency", "input_x_gradient", "smoothgrad", "gradient_shap", "occlusion", "gradcam"]
-ATTACKS = ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise", "pgd"]
-STEMS = ["cat", "cup", "rocket"]
-#: r(adversarial map, target map) of each attack against its own method: the leaderboard must rank by it.
-OWN_R = {"saliency": 0.9, "input_x_gradient": 0.8, "integrated_gradients": 0.6, "smoothgrad": 0.4, "rise": 0.2}
-#: mean insertion AUC on the originals; random = 0.3
-INSERTION = {m: 0.3 + 0.05 * i for i, m in enumerate(METHODS)}
-
-
-def _write_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-#: A small run for the tests that only need some figures (matplotlib layout costs ~1-5 s a figure here).
-SMALL = dict(methods=["saliency", "gradcam"], attacks=["saliency", "pgd"], stems=STEMS[:2])
-
-
-def make_artifacts(root: Path, size: int = 32, seed: int = 0, metrics: bool = True, curves: bool = True,
-                   losses: bool = True, methods=METHODS, attacks=ATTACKS, stems=STEMS) -> Path:
-    """Write a complete fake pipeline output under ``root`` (by default 3 images, 8 methods, 6 attacks)."""
-    rng = np.random.default_rng(seed)
-    root = Path(root)
-    prepared = root / "data/prepared"
-    prepared.mkdir(parents=True, exist_ok=True)
-    images = {}
-    for s in stems:
-        img = (rng.random((size, size, 3)) * 255).astype(np.uint8)
-        Image.fromarray(img).save(prepared / f"{s}.png")
-        images[s] = img.transpose(2, 0, 1).astype(np.float32) / 255
-    n = len(stems)
-    pd.DataFrame({"file": [f"{s}.png" for s in stems], "stem": stems, "class_idx": [285, 967, 657][:n],
-                  "label": ["Egyptian cat", "espresso", "missile"][:n], "prob": [0.54, 0.9, 0.43][:n]}).to_csv(prepared / "manifest.csv", index=False)
-    maps = {}
-    for m in methods:
-        for s in stems:
-            channels = 1 if m in ("rise", "gradcam") else 3
-            attr = rng.normal(size=(channels, size, size)).astype(np.float32)
-            if m == "rise":
-                attr = np.abs(attr)
-            smap = np.maximum(attr[0], 0) if m == "gradcam" else np.abs(attr).sum(0)
-            maps[(m, s)] = smap
-            _write_npz(root / "data/explanations" / m / f"{s}.npz", attribution=attr, map=smap.astype(np.float32), target=np.int64(1))
-    for a in attacks:
-        for i, s in enumerate(stems):
-            t = "" if a == "pgd" else stems[(i + 1) % len(stems)]
-            x_adv = np.clip(images[s] + rng.uniform(-8 / 255, 8 / 255, images[s].shape), 0, 1).astype(np.float32)
-            adv_maps = {}
-            for m in methods:
-                w = 0.8 if m == a else 0.2
-                base = maps[(m, t)] if t else rng.random((size, size))
-                adv_maps[f"map_{m}"] = ((1 - w) * maps[(m, s)] + w * base).astype(np.float32)
-            _write_npz(root / "data/attacks" / a / f"{s}.npz", x_adv=x_adv, target_stem=np.array(t), label_adv=np.int64(281),
-                       prob_adv=np.float32(0.3), **adv_maps)
-    if metrics:
-        write_metric_tables(root, methods, attacks, stems)
-    if curves:
-        frac = np.linspace(0, 1, 9)
-        for kind in ("deletion", "insertion"):
-            rows = []
-            for k, m in enumerate([*methods, "random"]):
-                for s in stems:
-                    rate = 2 + k
-                    prob = np.exp(-rate * frac) if kind == "deletion" else 1 - np.exp(-rate * frac)
-                    rows += [{"method": m, "image": s, "attack": "none", "fraction": f, "prob": p} for f, p in zip(frac, prob)]
-            (root / "reports/plots").mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(rows).to_csv(root / f"reports/plots/{kind}_curves.csv", index=False)
-    if losses:  # the metrics stage's one long table (reports/plots/attack_loss.csv, column attack)
-        (root / "reports/plots").mkdir(parents=True, exist_ok=True)
-        steps = np.arange(20)
-        rows = [{"attack": a, "step": int(k), "image": s,
-                 "expl_loss": np.nan if a == "pgd" else 10 ** (-k / 5) * (j + 1),
-                 "output_loss": 0.01 * k, "beta": np.nan if a == "pgd" else 10 + 5 * k}
-                for a in attacks for j, s in enumerate(stems) for k in steps]
-        pd.DataFrame(rows).to_csv(root / "reports/plots/attack_loss.csv", index=False)
-    return root
-
-
-def write_metric_tables(root: Path, methods=METHODS, attacks=ATTACKS, stems=STEMS) -> None:
-    """map_similarity / attack_quality / faithfulness in the metrics stage's format, with known means."""
-    rows = []
-    noises = [0.0] if len(stems) == 1 else np.linspace(-0.01, 0.01, len(stems))  # symmetric: the mean is exact
-    for a in attacks:
-        for j, s in enumerate(stems):
-            noise = noises[j]
-            for m in methods:
-                pairs = {"orig_adv": 0.7 if a == "pgd" else (0.5 if m == a else 0.8)}
-                if a != "pgd":
-                    pairs["orig_target"] = 0.05
-                    pairs["adv_target"] = OWN_R[a] + noise if m == a else 0.2 - 0.01 * METHODS.index(m)
-                for pair, r in pairs.items():
-                    rows.append({"image": s, "attack": a, "method": m, "pair": pair, "diagonal": m == a, "target": "",
-                                 "ssim": r, "mse": 1 - r, "psnr": 20.0, "pearson": r, "spearman": r, "top_k": r, "com_shift": 1.5})
-    mdir = root / "reports/metrics"
-    mdir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(mdir / "map_similarity.csv", index=False)
-    q = [{"image": s, "attack": a, "label_orig": 1, "label_adv": 1, "top1_kept": 1.0, "prob_orig": 0.5, "prob_adv": 0.4,
-          "prob_change": -0.1, "l2_255": 100.0, "linf_255": 8.0 if a == "pgd" else 3.0, "psnr": 40.0, "ssim": 0.99}
-         for a in attacks for s in stems]
-    pd.DataFrame(q).to_csv(mdir / "attack_quality.csv", index=False)
-    f = []
-    for s in stems:
-        for m in [*methods, "random"]:
-            f.append({"image": s, "attack": "none", "method": m, "deletion": 0.2 if m != "random" else 0.35,
-                      "insertion": INSERTION.get(m, 0.3)})
-        for a in [a for a in attacks if a != "pgd"]:
-            for m in (a, "random"):
-                f.append({"image": s, "attack": a, "method": m, "deletion": 0.25, "insertion": 0.5})
-    pd.DataFrame(f).to_csv(mdir / "faithfulness.csv", index=False)
-    # The ranking block as the metrics stage writes it (paired tests over images; 3 images → shared ranks).
-    board = leaderboard(pd.DataFrame(rows)) if rows else {}
-    summary = {"images": len(stems), "attack": {"pgd": {"success_rate": 1.0}},
-               **({"leaderboard": board} if board else {})}
-    (root / "reports/metrics.json").write_text(json.dumps(summary))
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +45,17 @@ def test_report_files_written(built):
     out = root / "reports"
     assert (out / "report.md").is_file() and (out / "index.html").is_file()
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    expected = {f"explanations_{s}.png" for s in STEMS} | {f"attack_{a}.png" for a in ATTACKS} | {
-        "attack_loss.png", "transfer_adv_target.png", "transfer_orig_adv.png", "deletion_curves.png", "insertion_curves.png"}
+    expected = (
+        {f"explanations_{s}.png" for s in STEMS}
+        | {f"attack_{a}.png" for a in ATTACKS}
+        | {
+            "attack_loss.png",
+            "transfer_adv_target.png",
+            "transfer_orig_adv.png",
+            "deletion_curves.png",
+            "insertion_curves.png",
+        }
+    )
     assert set(pngs) == expected
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     assert report.notes == []  # every input was there
@@ -267,7 +159,9 @@ def test_missing_inputs_are_reported_not_invented(tmp_path):
     md = (root / "reports/report.md").read_text()
     names = {f.name for f in report.figures}
     assert not {"transfer_adv_target.png", "attack_loss.png"} & names
-    assert "explanations_cat.png" in names and "deletion_curves.png" in names and "attack_pgd.png" in names  # what is there is still drawn
+    assert (
+        "explanations_cat.png" in names and "deletion_curves.png" in names and "attack_pgd.png" in names
+    )  # what is there is still drawn
     assert any("map_similarity.csv is missing" in n for n in report.notes)
     assert any("attack_loss" in n for n in report.notes)
     assert "## Missing inputs" in md and "map_similarity.csv is missing" in md
@@ -330,14 +224,13 @@ def test_malformed_table_becomes_a_note(tmp_path):
 def test_markdown_table():
     df = pd.DataFrame({"name": ["a|b", "c"], "r": [0.12345, np.nan], "n": [3, 4]}, index=pd.Index(["x", "y"], name="k"))
     assert rep.markdown_table(df) == (
-        "| k | name | r | n |\n"
-        "|:---|:---|---:|---:|\n"
-        "| x | a\\|b | 0.123 | 3 |\n"
-        "| y | c | — | 4 |"
+        "| k | name | r | n |\n|:---|:---|---:|---:|\n| x | a\\|b | 0.123 | 3 |\n| y | c | — | 4 |"
     )
 
 
-@pytest.mark.parametrize("value, text", [(0.5, "0.500"), (3.0, "3"), (1e-5, "1e-05"), (12345.6, "1.23e+04"), (np.nan, "—"), (True, "yes")])
+@pytest.mark.parametrize(
+    "value, text", [(0.5, "0.500"), (3.0, "3"), (1e-5, "1e-05"), (12345.6, "1.23e+04"), (np.nan, "—"), (True, "yes")]
+)
 def test_format_number(value, text):
     assert rep.format_number(value) == text
 
@@ -366,8 +259,14 @@ def test_report_stage_runs_in_a_fresh_folder(tmp_path, monkeypatch):
 def test_report_shows_only_the_attacks_the_params_list(tmp_path, monkeypatch):
     """After `dvc exp run -S 'attack.methods=[saliency]'` DVC leaves the dropped stage's data/attacks/rise/ on disk
     and a loss table may still hold rise rows: the report must show exactly attack.methods plus pgd."""
-    root = make_artifacts(tmp_path, metrics=False, curves=False, methods=["saliency", "rise"],
-                          attacks=["saliency", "rise", "pgd"], stems=STEMS[:2])
+    root = make_artifacts(
+        tmp_path,
+        metrics=False,
+        curves=False,
+        methods=["saliency", "rise"],
+        attacks=["saliency", "rise", "pgd"],
+        stems=STEMS[:2],
+    )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["explain"]["methods"], params["attack"]["methods"] = ["saliency", "rise"], ["saliency"]
     drawn = []

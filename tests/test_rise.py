@@ -29,7 +29,7 @@ def reference_masks(masks: RiseMasks) -> torch.Tensor:
     ch, cw = -(-h // masks.s), -(-w // masks.s)
     up_size = ((masks.s + 1) * ch, (masks.s + 1) * cw)
     out = []
-    for grid, (dy, dx) in zip(masks.grids, masks.shifts):
+    for grid, (dy, dx) in zip(masks.grids, masks.shifts, strict=True):
         up = resize(grid.astype("float32"), up_size, order=1, mode="reflect", anti_aliasing=False)
         out.append(torch.from_numpy(up[dy : dy + h, dx : dx + w].astype(np.float32))[None])
     return torch.stack(out)
@@ -49,7 +49,10 @@ def test_masks_equal_the_reference_resize_to_float_precision(s, size):
     # The reference's masks are not the edge-repeating ones: the two rules differ at the border.
     repeat_edge = torch.nn.functional.interpolate(
         torch.from_numpy(masks.grids[-4:].astype(np.float32))[:, None],
-        size=((s + 1) * cell[0], (s + 1) * cell[1]), mode="bilinear", align_corners=False)[:, :, : size[0], : size[1]]
+        size=((s + 1) * cell[0], (s + 1) * cell[1]),
+        mode="bilinear",
+        align_corners=False,
+    )[:, :, : size[0], : size[1]]
     if s > 1:
         assert float((repeat_edge[0] - ref[-4]).abs().max()) > 0.05
 
@@ -87,7 +90,12 @@ def test_rise_equals_the_formula_on_a_tiny_model():
     x = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(1))
     masks = generate_masks(N=37, s=4, p1=0.4, input_size=(20, 20), seed=0)
     for target in (0, 3):
-        torch.testing.assert_close(explain(model, x, masks, batch_size=8, target=target), brute_force_rise(model, x, masks, target), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            explain(model, x, masks, batch_size=8, target=target),
+            brute_force_rise(model, x, masks, target),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     full = explain(model, x, masks, batch_size=5)
     assert full.shape == (5, 20, 20)
     torch.testing.assert_close(full[3], brute_force_rise(model, x, masks, 3), rtol=1e-5, atol=1e-6)
@@ -97,7 +105,12 @@ def test_rise_equals_the_formula_on_the_real_model(model, samples):
     x = samples["coffee"]
     masks = generate_masks(N=12, s=8, p1=0.5, input_size=model.input_size, seed=1)
     target = 967
-    torch.testing.assert_close(explain(model, x, masks, batch_size=5, target=target), brute_force_rise(model, x, masks, target), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        explain(model, x, masks, batch_size=5, target=target),
+        brute_force_rise(model, x, masks, target),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_all_ones_masks_give_a_constant_map():
@@ -112,7 +125,7 @@ def test_all_ones_masks_give_a_constant_map():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"N": 0}, "rise.N: 0"), ({"s": 300}, "rise.s: 300"), ({"p1": 1.0}, "rise.p1: 1.0"), ({"p1": 0}, "rise.p1: 0")],
+    [({"N": 0}, "^N: 0"), ({"s": 300}, "^s: 300"), ({"p1": 1.0}, "^p1: 1.0"), ({"p1": 0}, "^p1: 0")],
 )
 def test_bad_mask_parameters_are_named(kwargs, message):
     with pytest.raises(ParamError, match=message.replace(".", r"\.")):
@@ -192,8 +205,14 @@ def test_sampling_round_trips_and_old_or_foreign_files_are_handled(tmp_path):
     # A file written before rise.sampling existed: no "sampling" array → random.
     old = generate_masks(N=30, s=5, p1=0.5, input_size=(40, 40), seed=2)
     with open(tmp_path / "old.npz", "wb") as f:
-        np.savez_compressed(f, grids=np.packbits(old.grids.reshape(30, -1), axis=1), shifts=old.shifts.astype(np.int16),
-                            meta=np.array([30, 5, 40, 40]), p1=np.float64(0.5), seed=np.int64(2))
+        np.savez_compressed(
+            f,
+            grids=np.packbits(old.grids.reshape(30, -1), axis=1),
+            shifts=old.shifts.astype(np.int16),
+            meta=np.array([30, 5, 40, 40]),
+            p1=np.float64(0.5),
+            seed=np.int64(2),
+        )
     back = RiseMasks.load(tmp_path / "old.npz")
     assert back.sampling == "random" and (back.grids == old.grids).all() and back.seed == 2
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
@@ -228,15 +247,21 @@ def test_masks_stage_writes_the_chosen_sampling_and_rejects_an_unknown_one(tmp_p
 
     def run() -> subprocess.CompletedProcess:
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        return subprocess.run([sys.executable, "stages/masks.py"], cwd=tmp_path, capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        return subprocess.run(
+            [sys.executable, "stages/masks.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        )
 
     proc = run()
     assert proc.returncode == 0, proc.stderr
     masks = RiseMasks.load(tmp_path / "data/masks/masks.npz")
     rise = params["rise"]
-    expected = generate_masks(N=64, s=rise["s"], p1=rise["p1"], input_size=params["model"]["input_size"],
-                              seed=rise["seed"], sampling="sobol")
+    expected = generate_masks(
+        N=64, s=rise["s"], p1=rise["p1"], input_size=params["model"]["input_size"], seed=rise["seed"], sampling="sobol"
+    )
     assert masks.sampling == "sobol"
     assert (masks.grids == expected.grids).all() and (masks.shifts == expected.shifts).all()
     params["rise"]["sampling"] = "halton"

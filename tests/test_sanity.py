@@ -1,11 +1,21 @@
 """Model-parameter randomisation (deepsaliency.metrics.sanity) on the real model, a tiny net and against Quantus."""
+
+import importlib.util
+import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 import torch
+import yaml
 from torch import nn
 
 from deepsaliency import Model
@@ -18,8 +28,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def _tiny_model() -> Model:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU6(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU6(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU6(),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
     )
     return Model(net, input_size=(16, 16), name="tiny").eval()
 
@@ -99,8 +114,22 @@ def test_adebayo_guided_backprop_ignores_top_layer_randomisation_gradients_do_no
     methods = {"saliency": {"abs": False}, "integrated_gradients": {"n_steps": 8}, "guided_backprop": {}}
     table = sanity.randomization_test(model, x, methods, max_depth=3, images=names)
     summary = sanity.summarize(table)
-    print(summary[["method", "depth", "group", "spearman_abs", "spearman_abs_lo", "spearman_abs_hi",
-                   "spearman_signed", "ssim"]].round(3).to_string())
+    print(
+        summary[
+            [
+                "method",
+                "depth",
+                "group",
+                "spearman_abs",
+                "spearman_abs_lo",
+                "spearman_abs_hi",
+                "spearman_signed",
+                "ssim",
+            ]
+        ]
+        .round(3)
+        .to_string()
+    )
     top = table[table.depth.between(1, 3)]
     gbp = top[top.method == "guided_backprop"]
     assert (gbp.spearman_abs > 0.9).all() and (gbp.spearman_signed > 0.9).all()
@@ -121,13 +150,26 @@ def _quantus_scores(model: Model, x: torch.Tensor, target: torch.Tensor, a_batch
         return red[:, None].numpy()
 
     metric = quantus.MPRT(
-        similarity_func=quantus.similarity_func.correlation_spearman, layer_order=order, seed=seed,
-        abs=True, normalise=True, disable_warnings=True, display_progressbar=False,
+        similarity_func=quantus.similarity_func.correlation_spearman,
+        layer_order=order,
+        seed=seed,
+        abs=True,
+        normalise=True,
+        disable_warnings=True,
+        display_progressbar=False,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return metric(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=a_batch,
-                      explain_func=explain_func, explain_func_kwargs={}, device="cpu", channel_first=True)
+        return metric(
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=target.numpy(),
+            a_batch=a_batch,
+            explain_func=explain_func,
+            explain_func_kwargs={},
+            device="cpu",
+            channel_first=True,
+        )
 
 
 @pytest.mark.parametrize("mode,order", [("cascading", "top_down"), ("independent", "independent")])
@@ -136,8 +178,9 @@ def test_spearman_matches_quantus_mprt_on_the_same_maps(mode, order):
     with torch.no_grad():
         target = m(x).argmax(-1)
     groups = ["net.6", "net.2", "net.0"]
-    table, maps = sanity.randomization_test(m, x, ["saliency"], target=target, mode=mode, groups=groups, seed=1,
-                                            return_maps=True)
+    table, maps = sanity.randomization_test(
+        m, x, ["saliency"], target=target, mode=mode, groups=groups, seed=1, return_maps=True
+    )
     # Quantus seeds torch with seed + 1 before each layer: its seed 0 is ours 1.
     scores = _quantus_scores(m, x, target, maps[("saliency", 0)][1][:, None].numpy(), order, seed=0)
     assert set(scores) == {"original", *groups}
@@ -182,3 +225,117 @@ def test_summarize_gives_a_student_t_interval_over_images():
     assert np.isfinite(summary.select_dtypes("number").to_numpy()).all()
     los, his = summary.filter(like="_lo").to_numpy(), summary.filter(like="_hi").to_numpy()
     assert (los >= -1).all() and (his <= 1).all() and (los <= his).all()
+
+
+# --- the sanity stage (stages/sanity.py) ---
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stage_module():
+    spec = importlib.util.spec_from_file_location("sanity_stage", ROOT / "stages" / "sanity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_depth_zero_is_the_explain_stages_map_exactly(model, samples):
+    from deepsaliency.attribution import explain_images
+    from deepsaliency.config import load_params
+    from deepsaliency.experiments import method_kwargs
+
+    stage = _stage_module()
+    params = load_params(ROOT / "params.yaml")
+    params["sanity"] = {
+        "methods": ["saliency", "gradcam", "deeplift"],
+        "variants": ["cascading", "independent"],
+        "max_depth": 2,
+        "seed": 0,
+    }
+    stems = ["chelsea", "rocket"]
+    x = torch.cat([samples[s] for s in stems])
+    with torch.no_grad():
+        targets = model(x).argmax(-1).tolist()
+    table, maps = stage.run_sanity(model, x, stems, targets, params)
+    for method in params["sanity"]["methods"]:
+        # what stages/explain.py writes to data/explanations/<method>/<stem>.npz
+        explained = explain_images(model, x, method, stems, targets, **method_kwargs(params, method, model))
+        for (_, reference), stem in zip(explained, stems, strict=True):
+            for variant in ("cascading", "independent"):
+                assert np.array_equal(maps[(variant, method, stem, 0)], reference.numpy())
+                assert not np.array_equal(maps[(variant, method, stem, 1)], reference.numpy())
+    assert list(table.columns) == ["image", "method", "variant", "depth", "layer", *sanity.SANITY_METRICS]
+    assert len(table) == 2 * 3 * 3 * 2  # variants × methods × depths × images
+    zero = table[table.depth == 0]
+    np.testing.assert_allclose(zero[list(sanity.SANITY_METRICS)].to_numpy(dtype=float), 1.0, atol=1e-12)
+    # depth 1 is the same model in both variants; depth 2 is not (only net.conv_head random vs both groups)
+    one = table[table.depth == 1].pivot_table(index=["method", "image"], columns="variant", values="spearman_abs")
+    np.testing.assert_array_equal(one.cascading, one.independent)
+    assert set(table[table.depth == 2].layer) == {"net.conv_head"}
+
+
+def _project(tmp_path: Path, **sections) -> Path:
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    (tmp_path / "data").mkdir()
+    shutil.copytree(ROOT / "data" / "prepared", tmp_path / "data" / "prepared")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update(sections)
+    params["metrics"]["bootstrap"]["n_resamples"] = 200
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
+
+
+def _run(project: Path, script: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    return subprocess.run([sys.executable, script], cwd=project, capture_output=True, text=True, env=env)
+
+
+def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path):
+    section = {"methods": ["saliency", "guided_backprop"], "variants": ["cascading"], "max_depth": 2, "seed": 0}
+    project = _project(tmp_path, sanity=section)
+    proc = _run(project, "stages/sanity.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per_image = pd.read_csv(project / "reports/sanity/per_image.csv")
+    stems = pd.read_csv(ROOT / "data/prepared/manifest.csv").stem.tolist()
+    assert len(per_image) == len(stems) * 2 * 3 and set(per_image.image) == set(stems)
+    summary = pd.read_csv(project / "reports/sanity/summary.csv")
+    assert list(summary.columns) == ["method", "variant", "depth", "layer", "metric", "mean", "ci_low", "ci_high", "n"]
+    row = summary[(summary.method == "saliency") & (summary.depth == 2) & (summary.metric == "ssim")].iloc[0]
+    values = per_image[(per_image.method == "saliency") & (per_image.depth == 2)].ssim
+    assert row["mean"] == pytest.approx(values.mean(), abs=1e-5) and row.n == len(stems)
+    assert row.ci_low <= row["mean"] <= row.ci_high
+    metrics = json.loads((project / "reports/sanity.json").read_text())
+    assert metrics["saliency"]["cascading"]["depth"] == 2
+    assert metrics["saliency"]["cascading"]["ssim"]["mean"] == pytest.approx(row["mean"], abs=1e-5)
+    # Adebayo et al. 2018: after the logits and conv_head, the gradient decorrelates, Guided Backprop much less
+    deep = {m: metrics[m]["cascading"]["spearman_abs"]["mean"] for m in ("saliency", "guided_backprop")}
+    assert deep["guided_backprop"] > deep["saliency"] + 0.1
+    curves = pd.read_csv(project / "reports/plots/sanity_curves.csv")
+    assert len(curves) == 2 * 3 and curves[curves.depth == 0].spearman_abs.tolist() == pytest.approx([1.0, 1.0])
+    assert (project / "reports/sanity/sanity.png").stat().st_size > 10_000
+
+
+def test_sanity_stage_rejects_a_depth_beyond_the_models_layer_groups(tmp_path):
+    section = {"methods": ["saliency"], "variants": ["cascading"], "max_depth": 11, "seed": 0}
+    proc = _run(_project(tmp_path, sanity=section), "stages/sanity.py")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "error: sanity.max_depth: 11 is not allowed (null or an integer in [0, 10], the model's layer groups)"
+    ]
+    assert not (tmp_path / "reports").exists()
+
+
+def test_plot_sanity_draws_methods_by_depth_and_refuses_a_ragged_row():
+    from deepsaliency.plots.sanity import plot_sanity
+
+    rng = np.random.default_rng(0)
+    maps = {m: [rng.random((8, 8)) for _ in range(3)] for m in ("saliency", "gradcam")}
+    layers = ["original", "net.classifier", "net.conv_head"]
+    fig = plot_sanity(maps, layers, rng.random((8, 8, 3)))
+    assert len(fig.axes) == 2 * 4  # rows = methods, columns = the image and one per depth
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["image", "original", "classifier", "conv_head"]
+    shown = fig.axes[1].images[0].get_array()
+    assert shown.max() == pytest.approx(1.0) and shown.min() >= 0  # each map on its own [0, 1] scale
+    with pytest.raises(ParamError, match=r"^maps: 'gradcam' has 2 maps, but layers has 3 entries"):
+        plot_sanity({"gradcam": maps["gradcam"][:2]}, layers)

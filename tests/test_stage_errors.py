@@ -1,4 +1,5 @@
 """Bad input costs seconds: stages exit 2 with one line naming what to fix, and leave no half-written output."""
+
 import os
 import shutil
 import subprocess
@@ -20,12 +21,20 @@ def project(tmp_path) -> Path:
     shutil.copytree(ROOT / "stages", tmp_path / "stages")
     shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "data/images").mkdir(parents=True)
-    Image.fromarray((np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / "data/images/ok.png")
+    Image.fromarray((np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)).save(
+        tmp_path / "data/images/ok.png"
+    )
     return tmp_path
 
 
 def run_stage(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=project, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
 
 
 def set_param(project: Path, path: str, value) -> None:
@@ -120,6 +129,7 @@ def test_a_gradcam_layer_that_is_not_a_feature_map_stops_the_explain_stage_befor
     # No prepared images exist: the check must come right after the model loads, before reading any data.
     set_param(project, "gradcam.layer", "net.classifier")
     proc = run_stage(project, "stages/explain.py", "gradcam")
-    assert_one_line_error(proc, "gradcam.layer: 'net.classifier' outputs shape (1, 1000); "
-                                "Grad-CAM needs a feature map (B, C, h, w)")
+    assert_one_line_error(
+        proc, "gradcam.layer: 'net.classifier' outputs shape (1, 1000); Grad-CAM needs a feature map (B, C, h, w)"
+    )
     assert not (project / "data/explanations").exists()

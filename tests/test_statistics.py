@@ -1,5 +1,6 @@
 """Confidence intervals and the paired ranking (deepsaliency.metrics.statistics), the summary's CIs and leaderboard
 block (deepsaliency.metrics.tables), and the report reading its ranks from metrics.json instead of computing them."""
+
 import copy
 import json
 import shutil
@@ -16,6 +17,7 @@ from deepsaliency import report as rep
 from deepsaliency.config import validate
 from deepsaliency.errors import ParamError
 from deepsaliency.metrics import statistics as st
+from deepsaliency.metrics import summary as summaries
 from deepsaliency.metrics import tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,17 +71,27 @@ def test_two_values_and_an_outlier_stay_finite():
         assert min(values) <= ci["ci_low"] <= ci["mean"] <= ci["ci_high"] <= max(values)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: st.bootstrap_mean([]), r"^values: no value given"),
-    (lambda: st.bootstrap_mean([0.1, np.nan]),
-     r"^values: value nan at position 1 is not allowed \(finite numbers only\)$"),
-    (lambda: st.bootstrap_mean([0.1, 0.2], n_resamples=10), r"^n_resamples: 10 is not allowed \(an integer ≥ 100\)$"),
-    (lambda: st.paired_ranking(pd.DataFrame({"a": [1.0], "b": [2.0]}), alpha=1.5),
-     r"^alpha: 1.5 is not allowed \(a significance level in \(0, 1\)\)$"),
-    (lambda: st.paired_ranking(pd.DataFrame({"a": [1.0], "b": [np.nan]})), r"^values: method 'b' has no value"),
-    (lambda: st.holm([0.2, 1.3]), r"^pvalues: 1.3 is not allowed"),
-    (lambda: st.wilcoxon_p([1, 2], [1, 2, 3]), r"^x, y: lengths 2 and 3 are not allowed"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: st.bootstrap_mean([]), r"^values: no value given"),
+        (
+            lambda: st.bootstrap_mean([0.1, np.nan]),
+            r"^values: value nan at position 1 is not allowed \(finite numbers only\)$",
+        ),
+        (
+            lambda: st.bootstrap_mean([0.1, 0.2], n_resamples=10),
+            r"^n_resamples: 10 is not allowed \(an integer ≥ 100\)$",
+        ),
+        (
+            lambda: st.paired_ranking(pd.DataFrame({"a": [1.0], "b": [2.0]}), alpha=1.5),
+            r"^alpha: 1.5 is not allowed \(a significance level in \(0, 1\)\)$",
+        ),
+        (lambda: st.paired_ranking(pd.DataFrame({"a": [1.0], "b": [np.nan]})), r"^values: method 'b' has no value"),
+        (lambda: st.holm([0.2, 1.3]), r"^pvalues: 1.3 is not allowed"),
+        (lambda: st.wilcoxon_p([1, 2], [1, 2, 3]), r"^x, y: lengths 2 and 3 are not allowed"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_argument(call, message):
     with pytest.raises(ParamError, match=message) as info:
         call()
@@ -115,8 +127,13 @@ def test_identical_methods_share_a_rank():
 def test_a_clear_shift_gets_its_own_rank_only_with_enough_images(n, separated):
     rng = np.random.default_rng(2)
     robust = rng.uniform(0.1, 0.5, n)
-    values = pd.DataFrame({"robust": robust, "fragile": robust + 0.3 + rng.uniform(0, 0.05, n),
-                           "also_fragile": robust + 0.3 + rng.uniform(0, 0.05, n)})
+    values = pd.DataFrame(
+        {
+            "robust": robust,
+            "fragile": robust + 0.3 + rng.uniform(0, 0.05, n),
+            "also_fragile": robust + 0.3 + rng.uniform(0, 0.05, n),
+        }
+    )
     ranks = st.paired_ranking(values, alpha=0.05)
     pairs = st.pairwise_wilcoxon(values).set_index(["a", "b"])
     assert list(ranks.index)[0] == "robust" and ranks.loc["robust", "rank"] == 1
@@ -147,17 +164,39 @@ def _similarity(n_images=12, own=None, eps=None, seed=0):
                 for m in [*own, "gradcam"]:
                     r = level + noise[a][i] - (0.0 if e is None else 0.02 * (8 - e) * (1 + (a == "rise")))
                     for pair, value in (("orig_adv", 0.5), ("orig_target", 0.1), ("adv_target", r if m == a else 0.2)):
-                        row = {"image": f"im{i}", "attack": a, "method": m, "pair": pair, "diagonal": m == a,
-                               "target": "", **{k: value for k in METRICS}}
+                        row = {
+                            "image": f"im{i}",
+                            "attack": a,
+                            "method": m,
+                            "pair": pair,
+                            "diagonal": m == a,
+                            "target": "",
+                            **{k: value for k in METRICS},
+                        }
                         rows.append(row if e is None else {**row, "eps": e})
     return pd.DataFrame(rows)
 
 
 def _quality(n_images=12):
-    return pd.DataFrame([{"image": f"im{i}", "attack": "pgd", "label_orig": 1, "label_adv": 2 if i % 3 else 1,
-                          "top1_kept": float(i % 3 == 0), "prob_orig": 0.9, "prob_adv": 0.2, "prob_change": -0.7,
-                          "l2_255": 100.0 + i, "linf_255": 8.0, "psnr": 40.0 - 0.1 * i, "ssim": 0.99}
-                         for i in range(n_images)])
+    return pd.DataFrame(
+        [
+            {
+                "image": f"im{i}",
+                "attack": "pgd",
+                "label_orig": 1,
+                "label_adv": 2 if i % 3 else 1,
+                "top1_kept": float(i % 3 == 0),
+                "prob_orig": 0.9,
+                "prob_adv": 0.2,
+                "prob_change": -0.7,
+                "l2_255": 100.0 + i,
+                "linf_255": 8.0,
+                "psnr": 40.0 - 0.1 * i,
+                "ssim": 0.99,
+            }
+            for i in range(n_images)
+        ]
+    )
 
 
 def _faithfulness(n_images=12):
@@ -165,8 +204,15 @@ def _faithfulness(n_images=12):
     rows = []
     for i in range(n_images):
         for m, dele in (("saliency", 0.10), ("rise", 0.30), ("random", 0.30)):
-            rows.append({"image": f"im{i}", "attack": "none", "method": m,
-                         "deletion": dele + rng.uniform(-0.02, 0.02), "insertion": 0.5 + rng.uniform(-0.02, 0.02)})
+            rows.append(
+                {
+                    "image": f"im{i}",
+                    "attack": "none",
+                    "method": m,
+                    "deletion": dele + rng.uniform(-0.02, 0.02),
+                    "insertion": 0.5 + rng.uniform(-0.02, 0.02),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -179,7 +225,7 @@ def _leaves(tree, path=""):
 
 
 def test_leaderboard_ranks_the_attacked_methods_by_paired_tests():
-    board = tables.leaderboard(_similarity(), alpha=0.05)
+    board = summaries.leaderboard(_similarity(), alpha=0.05)
     assert (board["images"], board["pairs"], board["alpha"]) == (12, 3, 0.05) and "eps" not in board
     methods = board["methods"]
     assert list(methods) == ["rise", "input_x_gradient", "saliency"]  # least manipulable first
@@ -192,15 +238,15 @@ def test_leaderboard_ranks_the_attacked_methods_by_paired_tests():
     own = sim[(sim["attack"] == "rise") & (sim["method"] == "rise") & (sim["pair"] == "adv_target")]
     assert len(own) == 12 and r["mean"] == pytest.approx(own["pearson"].mean(), abs=1e-12)
     # With 3 images the same margins are not significant: every method shares rank 1.
-    small = tables.leaderboard(_similarity(n_images=3))
+    small = summaries.leaderboard(_similarity(n_images=3))
     assert {m: v["rank"] for m, v in small["methods"].items()} == {"rise": 1, "input_x_gradient": 1, "saliency": 1}
 
 
 def test_leaderboard_per_budget_and_by_area_under_the_curve():
     sim = _similarity(eps=[2.0, 8.0])
-    largest = tables.leaderboard(sim)
-    assert largest["eps"] == 8.0 and largest == tables.leaderboard(sim, rank_eps=8)
-    at2 = tables.leaderboard(sim, rank_eps=2.0)
+    largest = summaries.leaderboard(sim)
+    assert largest["eps"] == 8.0 and largest == summaries.leaderboard(sim, rank_eps=8)
+    at2 = summaries.leaderboard(sim, rank_eps=2.0)
     own = sim[(sim["pair"] == "adv_target") & (sim["method"] == sim["attack"])]
     im0 = own[(own["attack"] == "rise") & (own["image"] == "im0")].sort_values("eps")
     area = trapezoid(im0["pearson"], im0["eps"])
@@ -211,15 +257,17 @@ def test_leaderboard_per_budget_and_by_area_under_the_curve():
     assert at2["methods"]["rise"]["r_adv_target"]["mean"] < largest["methods"]["rise"]["r_adv_target"]["mean"]
     assert at2["methods"]["rise"]["rank_auc"] == 1 and at2["methods"]["saliency"]["rank_auc"] == 2
     with pytest.raises(ParamError, match=r"^rank_eps: 4.0 is not allowed \(one of the budgets in the table: 2, 8,"):
-        tables.leaderboard(sim, rank_eps=4.0)
-    assert "auc" not in tables.leaderboard(_similarity())["methods"]["rise"]  # one budget: no curve, no area
+        summaries.leaderboard(sim, rank_eps=4.0)
+    assert "auc" not in summaries.leaderboard(_similarity())["methods"]["rise"]  # one budget: no curve, no area
 
 
 def test_summary_every_mean_has_ci_and_n_and_is_byte_identical():
     sim, quality, faith = _similarity(), _quality(), _faithfulness()
-    summary = tables.summarize(sim, quality, faith)
-    again = tables.summarize(sim, quality, faith)
-    assert json.dumps(tables.rounded(summary), allow_nan=False) == json.dumps(tables.rounded(again), allow_nan=False)
+    summary = summaries.summarize(sim, quality, faith)
+    again = summaries.summarize(sim, quality, faith)
+    assert json.dumps(summaries.rounded(summary), allow_nan=False) == json.dumps(
+        summaries.rounded(again), allow_nan=False
+    )
     leaves = dict(_leaves({k: v for k, v in summary.items() if k != "leaderboard"}))
     assert len(leaves) > 100
     for path, leaf in leaves.items():
@@ -266,7 +314,7 @@ def _write_run(root, n_images=12):
     sim.to_csv(mdir / "map_similarity.csv", index=False)
     quality.to_csv(mdir / "attack_quality.csv", index=False)
     faith.to_csv(mdir / "faithfulness.csv", index=False)
-    summary = tables.rounded(tables.summarize(sim, quality, faith))
+    summary = summaries.rounded(summaries.summarize(sim, quality, faith))
     (root / "reports/metrics.json").write_text(json.dumps(summary))
     return summary
 

@@ -4,17 +4,19 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from test_attack import TinyNet, images  # a 5-class net: b=1e3 weighs its output term as 1e6 does for 1000 classes
+from helpers import TinyNet, images  # a 5-class net: b=1e3 weighs its output term as 1e6 does for 1000 classes
 
 from deepsaliency.attack import perform_attack
-from deepsaliency.diffexplain import explanation, normalized_map
+from deepsaliency.attack.untargeted import DEFAULT_EPS, center_of_mass, topk_mask, untargeted_attack
+from deepsaliency.differentiable import differentiable_attribution, unit_sum_map
 from deepsaliency.errors import ParamError
 from deepsaliency.metrics.similarity import center_of_mass_shift, top_k_intersection
-from deepsaliency.untargeted import DEFAULT_EPS, center_of_mass, topk_mask, untargeted_attack
 
 
 def original_map(net, x, method, cls):
-    return normalized_map(explanation(net, x.clone().requires_grad_(), method, cls, create_graph=False)).detach()
+    return unit_sum_map(
+        differentiable_attribution(net, x.clone().requires_grad_(), method, cls, create_graph=False)
+    ).detach()
 
 
 def test_center_of_mass_and_topk_mask_agree_with_scipy_and_numpy():
@@ -70,7 +72,7 @@ def test_bad_untargeted_arguments_are_named():
         untargeted_attack(net, x, "saliency", num_iter=1, kind="middle")
     with pytest.raises(ParamError, match=r"^k: 1000 is not allowed \(an integer in \[1, 575\] for 24×24 images\)$"):
         untargeted_attack(net, x, "saliency", num_iter=1)
-    with pytest.raises(ParamError, match=r"attack.eps: 2"):
+    with pytest.raises(ParamError, match=r"^eps: 2 is not allowed"):
         untargeted_attack(net, x, "saliency", num_iter=1, k=10, eps=2)
-    with pytest.raises(ParamError, match=r"'gradcam' cannot be attacked"):
+    with pytest.raises(ParamError, match=r"^exp_method: 'gradcam' cannot be attacked"):
         untargeted_attack(net, x, "gradcam", num_iter=1, k=10)

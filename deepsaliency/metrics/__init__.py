@@ -1,12 +1,16 @@
 """Metrics: how similar saliency maps are, how visible attacks are, how faithful maps are.
 
-* :mod:`.similarity` — map comparison (SSIM, MSE, PSNR, Pearson, Spearman, top-k
-  intersection, centre-of-mass shift) on maps scaled to [0, 1] by their maximum;
+* :mod:`.maps` — one map checked and scaled (by its maximum, or min–max);
+* :mod:`.similarity` — map comparison (SSIM, MSE, PSNR on maps rescaled min–max; Pearson, Spearman,
+  top-k intersection, centre-of-mass shift on maps divided by their maximum);
 * :mod:`.attack_quality` — top-1 kept, probability change, perturbation norms,
   image PSNR/SSIM, PGD success rate;
-* :mod:`.faithfulness` — deletion and insertion AUC (Petsiuk et al. 2018);
+* :mod:`.faithfulness` — deletion and insertion AUC (Petsiuk et al. 2018), with the deleted pixels'
+  substrates in :mod:`.substrates`;
+* :mod:`.statistics` — bootstrap confidence intervals, paired Wilcoxon tests and ranks over images;
 * :mod:`.tables` — the metrics stage's tables and summary.
 """
+
 from .attack_quality import attack_quality, image_psnr, image_ssim, perturbation_l2, perturbation_linf, success_rate
 from .faithfulness import Curve, deletion, insertion, random_map
 from .similarity import (
@@ -25,8 +29,26 @@ from .similarity import (
 )
 
 __all__ = [
-    "compute_metrics", "compare_maps", "normalize_map", "min_max_map", "ssim", "mse", "psnr", "pearson", "spearman",
-    "top_k_intersection", "center_of_mass_shift", "PSNR_CAP",
-    "attack_quality", "perturbation_l2", "perturbation_linf", "image_psnr", "image_ssim", "success_rate",
-    "deletion", "insertion", "random_map", "Curve",
+    "compute_metrics",
+    "compare_maps",
+    "normalize_map",
+    "min_max_map",
+    "ssim",
+    "mse",
+    "psnr",
+    "pearson",
+    "spearman",
+    "top_k_intersection",
+    "center_of_mass_shift",
+    "PSNR_CAP",
+    "attack_quality",
+    "perturbation_l2",
+    "perturbation_linf",
+    "image_psnr",
+    "image_ssim",
+    "success_rate",
+    "deletion",
+    "insertion",
+    "random_map",
+    "Curve",
 ]

@@ -4,6 +4,7 @@ Images are float arrays (3, H, W) in [0, 1] pixel space (the artifact contract).
 Perturbation norms are reported in [0, 255] units so they read like the
 ε budgets of the attack literature (e.g. L∞ = 8 means 8/255).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,9 @@ def _images(x: np.ndarray, x_adv: np.ndarray, name: str = "x_adv") -> tuple[np.n
     x = np.asarray(x, dtype=np.float64)
     x_adv = np.asarray(x_adv, dtype=np.float64)
     if x.shape != x_adv.shape or x.ndim != 3 or x.shape[0] != 3:
-        raise DeepSaliencyError(f"{name}: shape {x_adv.shape} does not match the image {x.shape}; both must be (3, H, W)")
+        raise DeepSaliencyError(
+            f"{name}: shape {x_adv.shape} does not match the image {x.shape}; both must be (3, H, W)"
+        )
     if not (np.isfinite(x_adv).all() and np.isfinite(x).all()):
         raise DeepSaliencyError(f"{name}: has NaN/infinite pixels; an adversarial image must be finite in [0, 1]")
     return x, x_adv
@@ -95,5 +98,7 @@ def success_rate(labels_orig, labels_adv) -> float:
     """
     a, b = np.asarray(labels_orig).ravel(), np.asarray(labels_adv).ravel()
     if a.shape != b.shape or a.size == 0:
-        raise DeepSaliencyError(f"labels: {a.size} original and {b.size} adversarial labels; need the same non-zero count")
+        raise DeepSaliencyError(
+            f"labels: {a.size} original and {b.size} adversarial labels; need the same non-zero count"
+        )
     return float((a != b).mean())

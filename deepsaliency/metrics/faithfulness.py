@@ -39,27 +39,27 @@ Every curve is computed in batches under ``torch.inference_mode``: all
 ``ceil(H·W / step) + 1`` images of one curve go through the model
 ``batch_size`` at a time.
 """
+
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.ndimage
 import torch
 from torch import nn
 
+from .._validate import check_choice, check_int
 from ..errors import ParamError
-from ..models import preserves_model_state
-from .similarity import check_map
-
-#: Deletion substrates: what a deleted pixel becomes.
-SUBSTRATES = ("mean", "zero", "blur")
-
-#: The reference's settings (eclique/RISE evaluation notebook: step 224, ``gkern(klen=11, nsig=5)``).
-REFERENCE_BLUR_KERNEL = 11
-REFERENCE_BLUR_SIGMA = 5.0
+from ..models import model_device, preserves_model_state
+from .maps import check_map
+from .substrates import REFERENCE_BLUR_KERNEL as REFERENCE_BLUR_KERNEL
+from .substrates import REFERENCE_BLUR_SIGMA as REFERENCE_BLUR_SIGMA
+from .substrates import SUBSTRATES as SUBSTRATES
+from .substrates import _check_blur, _mean_colour
+from .substrates import blur as blur
+from .substrates import reference_kernel as reference_kernel
+from .substrates import substrate as substrate
 
 #: Default pixels per step: 224·8, i.e. 28 steps (29 model calls) per curve at 224².
 DEFAULT_STEP = 224 * 8
@@ -100,8 +100,7 @@ def random_map(shape: tuple[int, int], seed: int = 0, key: str = "", cell: int =
             single-pixel deletion is itself destructive for CNNs, so pixel
             noise is a hard deletion baseline for blob-like maps.
     """
-    if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or not 1 <= cell <= min(shape):
-        raise ParamError(f"faithfulness.random_cell: {cell!r} is not allowed (an integer in [1, {min(shape)}], the map's shorter side)")
+    cell = check_int(cell, "cell", 1, min(shape), why="the map's shorter side")
     rng = np.random.default_rng([int(seed), zlib.crc32(key.encode())])
     if cell == 1:
         return rng.random(tuple(shape), dtype=np.float64).astype(np.float32)
@@ -123,108 +122,6 @@ def pixel_ranks(saliency: np.ndarray, seed: int = 0) -> np.ndarray:
     ranks = np.empty(flat.size, dtype=np.int64)
     ranks[order] = np.arange(flat.size)
     return ranks
-
-
-def reference_kernel(kernel: int = REFERENCE_BLUR_KERNEL, sigma: float = REFERENCE_BLUR_SIGMA) -> np.ndarray:
-    """The reference's 2-D blur kernel: ``gkern(klen=kernel, nsig=sigma)`` of eclique/RISE ``evaluation.py``.
-
-    ``scipy.ndimage.gaussian_filter`` (σ = ``sigma``, its defaults ``mode="reflect"``,
-    ``truncate=4``) of a unit impulse at the centre of a ``kernel``×``kernel`` grid
-    (Petsiuk et al. 2018, https://arxiv.org/abs/1806.07421, evaluation code). When the
-    Gaussian's support (radius ``round(4σ)``) exceeds the grid, the reflections fold its
-    tails back in: at (11, 5) the kernel is nearly flat (corner/centre = 0.876), not the
-    truncated Gaussian (corner/centre e⁻¹ = 0.37) that, e.g., torchvision's ``gaussian_blur`` uses.
-
-    Args:
-        kernel: side of the kernel, an odd integer ≥ 1 (the reference centres the impulse at ``kernel // 2``).
-        sigma: σ of ``gaussian_filter`` in pixels, > 0.
-
-    Returns:
-        A float64 (kernel, kernel) array, non-negative, summing to 1 (reflection keeps the impulse's mass).
-
-    Raises:
-        ParamError: ``kernel`` is not an odd integer ≥ 1 or ``sigma`` is not a number > 0.
-    """
-    if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or kernel < 1 or kernel % 2 == 0:
-        raise ParamError(f"faithfulness.blur_kernel: {kernel!r} is not allowed (an odd integer ≥ 1)")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma <= 0:
-        raise ParamError(f"faithfulness.blur_sigma: {sigma!r} is not allowed (a number > 0)")
-    impulse = np.zeros((int(kernel), int(kernel)))
-    impulse[kernel // 2, kernel // 2] = 1.0
-    return scipy.ndimage.gaussian_filter(impulse, float(sigma), mode="reflect", truncate=4.0)
-
-
-def blur(x: torch.Tensor, kernel: int = REFERENCE_BLUR_KERNEL, sigma: float = REFERENCE_BLUR_SIGMA,
-         mean: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
-    """The insertion start: the reference's blurred copy of images (B, C, H, W) in [0, 1] pixels.
-
-    The reference (eclique/RISE, ``Evaluation.ipynb``) blurs the ImageNet-*normalised* image
-    ``(x − mean) / std`` by ``conv2d(·, gkern(kernel, sigma), padding=kernel // 2)``: each channel
-    with :func:`reference_kernel`, zero padding. The kernel sums to 1 and acts per channel, so in pixel
-    space that is ``mean + conv(x − mean)`` with zero padding — a blur whose border is padded with
-    the mean colour — and ``std`` cancels. Computed here in that form with ``torch.nn.functional.conv2d``.
-
-    Args:
-        x: images (B, C, H, W) (or (C, H, W)) in [0, 1].
-        kernel, sigma: see :func:`reference_kernel` (the reference's 11 and 5 by default).
-        mean: the per-channel colour of the model's normalisation (C values), the padding colour;
-            None = ImageNet's (0.485, 0.456, 0.406).
-
-    Returns:
-        A tensor shaped like ``x``, values within [0, 1] (convex combinations of pixels and ``mean``).
-
-    Raises:
-        ParamError: a bad ``kernel`` or ``sigma`` (see :func:`reference_kernel`), or ``mean`` not one value per channel.
-    """
-    k = torch.from_numpy(reference_kernel(kernel, sigma)).to(dtype=x.dtype, device=x.device)
-    c = x.shape[-3]
-    m = torch.as_tensor(_imagenet_mean() if mean is None else mean).to(dtype=x.dtype, device=x.device)
-    if m.numel() != c:
-        raise ParamError(f"mean: {m.numel()} values are not allowed (one per channel of x, {c})")
-    m = m.reshape(-1, 1, 1)
-    batch = x.reshape(-1, *x.shape[-3:])
-    out = torch.nn.functional.conv2d(batch - m, k.expand(c, 1, *k.shape), padding=int(kernel) // 2, groups=c) + m
-    return out.reshape(x.shape)
-
-
-def _imagenet_mean() -> tuple[float, ...]:
-    from ..models import IMAGENET_MEAN  # imported here: metrics must not load the model code at import
-
-    return IMAGENET_MEAN
-
-
-def _mean_colour(model: nn.Module) -> torch.Tensor:
-    """The model's normalisation mean (C,), or ImageNet's for a model without one."""
-    mean = getattr(model, "mean", None)
-    return (mean if isinstance(mean, torch.Tensor) else torch.tensor(_imagenet_mean())).reshape(-1)
-
-
-def substrate(model: nn.Module, x: torch.Tensor, kind: str = "mean", blur_kernel: int = REFERENCE_BLUR_KERNEL,
-              blur_sigma: float = REFERENCE_BLUR_SIGMA) -> torch.Tensor:
-    """What deleted pixels become: ``mean`` (the model's normalisation mean colour, the reference's
-    zero in normalised space), ``zero`` (black) or ``blur`` (the reference's blur, :func:`blur`)."""
-    if kind == "zero":
-        return torch.zeros_like(x)
-    if kind == "mean":
-        return _mean_colour(model).to(x).reshape(1, -1, 1, 1).expand_as(x).clone()
-    if kind == "blur":
-        return blur(x, blur_kernel, blur_sigma, _mean_colour(model))
-    raise ParamError(f"faithfulness.substrate: {kind!r} is not allowed (one of {', '.join(SUBSTRATES)})")
-
-
-def _device(model: nn.Module) -> torch.device:
-    dev = getattr(model, "device", None)
-    if isinstance(dev, torch.device):
-        return dev
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        rng = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer ≥ {lo}"
-        raise ParamError(f"faithfulness.{name}: {value!r} is not allowed ({rng})")
-    return int(value)
 
 
 def causal_curve(
@@ -261,9 +158,9 @@ def causal_curve(
     hw = h * w
     if np.shape(saliency) != (h, w):
         raise ParamError(f"saliency: shape {np.shape(saliency)} does not match the image ({h}, {w})")
-    step = _check_int("step", step, 1, hw)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    device = _device(model)
+    step = check_int(step, "step", 1, hw)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    device = model_device(model)
     ranks = torch.from_numpy(pixel_ranks(saliency, seed)).to(device).reshape(1, 1, h, w)
     start, finish = start.to(device), finish.to(device)
     counts = torch.tensor([min(i * step, hw) for i in range(-(-hw // step) + 1)], device=device)
@@ -279,7 +176,7 @@ def causal_curve(
 
 
 def _prepare(model: nn.Module, x: torch.Tensor, target: int | None) -> tuple[torch.Tensor, int]:
-    x = torch.as_tensor(x).float().reshape(1, *x.shape[-3:]).to(_device(model))
+    x = torch.as_tensor(x).float().reshape(1, *x.shape[-3:]).to(model_device(model))
     if target is None:
         with torch.inference_mode():
             target = int(model(x).argmax(-1))
@@ -318,6 +215,7 @@ def deletion(
     Returns:
         A :class:`Curve` from the image (fraction 0) to the substrate (fraction 1).
     """
+    check_choice(substrate_kind, "substrate_kind", SUBSTRATES)
     x, target = _prepare(model, x, target)
     finish = substrate(model, x, substrate_kind, blur_kernel, blur_sigma)
     return causal_curve(model, x, finish, saliency, target, step, batch_size, seed)
@@ -345,5 +243,6 @@ def insertion(
         A :class:`Curve` from the blurred image (fraction 0) to the image (fraction 1).
     """
     x, target = _prepare(model, x, target)
+    _check_blur(blur_kernel, blur_sigma, ("blur_kernel", "blur_sigma"))
     start = blur(x, blur_kernel, blur_sigma, _mean_colour(model))
     return causal_curve(model, start, x, saliency, target, step, batch_size, seed)

@@ -28,11 +28,12 @@ Quantus' ``MPRT`` (``abs=True, normalise=True``, ``correlation_spearman``) on th
 the same ``spearman_abs`` (tests/test_sanity.py); its normalisation by the maximum does not change
 ranks. :func:`summarize` adds Student-t confidence intervals over images.
 """
+
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,8 @@ def layer_groups(model: nn.Module) -> list[str]:
             f"groups: 'auto' needs a timm EfficientNet (classifier, conv_head, blocks, conv_stem); "
             f"{type(net).__name__} has none of those — pass groups=[dotted submodule paths, top first]"
         )
-    blocks = [f"{prefix}blocks.{i}" for i in reversed(range(len(net.blocks)))]
+    n_blocks = len(list(net.get_submodule("blocks").children()))
+    blocks = [f"{prefix}blocks.{i}" for i in reversed(range(n_blocks))]
     return [f"{prefix}classifier", f"{prefix}conv_head", *blocks, f"{prefix}conv_stem"]
 
 
@@ -96,25 +98,22 @@ def randomize_group(model: nn.Module, group: str, seed: int = 0) -> int:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for m in modules:
             torch.manual_seed(seed)
-            m.reset_parameters()
+            cast(Any, m).reset_parameters()  # every module kept above has it
     return len(modules)
 
 
 def _explain(model: nn.Module, x: torch.Tensor, method: str, target: torch.Tensor, params: Mapping[str, Any]):
-    """Raw attribution and non-negative map of one method, by explain.py's dispatch or methods_extra."""
-    from .. import methods_extra
-    from ..attribution import _DISPATCH, METHODS, attribute, reduce_map
+    """Raw attribution and non-negative map of one method (:func:`deepsaliency.attribution.attribute`).
 
-    if method in _DISPATCH:  # once the lead registers the extra methods there, this branch serves them too
-        attr = attribute(model, x, method, target=target, **params)
-        return attr, reduce_map(attr, method)
-    if method in methods_extra.METHODS_EXTRA:
-        fn = getattr(methods_extra, method)
-        attr = fn(model, x.detach().clone().requires_grad_(True), target, **params).detach().float()
-        reduced = attr.sum(-3) if method == "gradcam_plus_plus" else attr.abs().sum(-3)
-        return attr, reduced
-    allowed = ", ".join((*METHODS, *methods_extra.METHODS_EXTRA))
-    raise ParamError(f"methods: {method!r} is not a known method (allowed: {allowed})")
+    Raises:
+        ParamError: ``method`` is not in :data:`deepsaliency.methods.METHODS` (names ``methods``).
+    """
+    from ..attribution import attribute, reduce_map
+    from ..methods import method as registered
+
+    registered(method, "methods")
+    attr = attribute(model, x, method, target=target, **params)
+    return attr, reduce_map(attr, method)
 
 
 def _spearman_signed(a: np.ndarray, b: np.ndarray) -> float:
@@ -141,7 +140,7 @@ def randomization_test(
         model: a classifier in [0, 1] pixel space (never modified: the randomisation works on a deep copy).
         x: images (B, 3, H, W) in [0, 1].
         methods: method names, or ``{method: params}`` (e.g. ``{"integrated_gradients": {"n_steps": 16}}``);
-            any method of ``explain.METHODS`` or ``methods_extra.METHODS_EXTRA``.
+            any method of :data:`deepsaliency.methods.METHODS`.
         target: the class to explain per image; None → the *original* model's prediction, kept fixed
             for every depth (the randomised model explains the same class).
         mode: ``cascading`` (groups 1..k random at depth k) or ``independent`` (only group k).
@@ -201,13 +200,20 @@ def randomization_test(
             o_attr, o_red = originals[method]
             for i, name in enumerate(names):
                 a, b = o_red[i].cpu().numpy(), red[i].cpu().numpy()
-                rows.append({
-                    "method": method, "mode": mode, "depth": depth,
-                    "group": groups[depth - 1] if depth else "original", "image": name,
-                    "spearman_abs": spearman(a, b),
-                    "spearman_signed": _spearman_signed(o_attr[i].sum(0).cpu().numpy(), attr[i].sum(0).cpu().numpy()),
-                    "ssim": ssim(a, b),
-                })
+                rows.append(
+                    {
+                        "method": method,
+                        "mode": mode,
+                        "depth": depth,
+                        "group": groups[depth - 1] if depth else "original",
+                        "image": name,
+                        "spearman_abs": spearman(a, b),
+                        "spearman_signed": _spearman_signed(
+                            o_attr[i].sum(0).cpu().numpy(), attr[i].sum(0).cpu().numpy()
+                        ),
+                        "ssim": ssim(a, b),
+                    }
+                )
     table = pd.DataFrame(rows)
     return (table, maps) if return_maps else table
 

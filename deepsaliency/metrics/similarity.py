@@ -38,15 +38,26 @@ Library functions do the work where one exists (skimage.metrics,
 skimage.exposure, scipy.stats, scipy.ndimage); the top-k intersection (Ghorbani et al. 2019) and the
 centre-of-mass shift are a few lines of numpy, written here.
 """
+
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.ndimage
 import scipy.stats
-from skimage.exposure import rescale_intensity
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from ..errors import AttributionError, ParamError
+from .._validate import check_int
+from ..errors import ParamError
+from .maps import _as_numpy, _checked_pair, _max_scaled, _min_max, _pair, _value_pair
+
+# Defined in .maps; importable from here as before (tables, faithfulness, sanity and the tests use these paths).
+from .maps import _constant as _constant
+from .maps import check_map as check_map
+from .maps import min_max_map as min_max_map
+from .maps import normalize_map as normalize_map
 
 #: PSNR (dB) reported when two maps are identical (MSE = 0), and the ceiling for every PSNR.
 #: 100 dB corresponds to MSE = 1e-10 on [0, 1] maps, far below float32 resolution of a map.
@@ -57,103 +68,6 @@ SSIM_MIN_SIDE = 7
 
 #: Every map metric, in the order tables report them.
 MAP_METRICS = ("ssim", "mse", "psnr", "pearson", "spearman", "top_k", "com_shift")
-
-
-def check_map(saliency: np.ndarray, method: str = "map", image: str = "?") -> np.ndarray:
-    """Validate one saliency map and return it as float64.
-
-    Args:
-        saliency: a 2-D array (H, W).
-        method, image: names used in the error message.
-
-    Returns:
-        The map as a float64 array.
-
-    Raises:
-        AttributionError: the map has NaN/infinite or negative values, or is not 2-D.
-    """
-    m = np.asarray(saliency, dtype=np.float64)
-    if m.ndim != 2:
-        raise AttributionError(f"{method}: {image}: map has shape {m.shape}; a saliency map must be 2-D (H, W)")
-    bad = int((~np.isfinite(m)).sum())
-    if bad:
-        raise AttributionError(f"{method}: {image}: map has {bad} NaN/infinite values (of {m.size}); refusing to use it")
-    if (m < 0).any():
-        raise AttributionError(
-            f"{method}: {image}: map has negative values (min {m.min():.3g}); maps must be non-negative (see reduce_map)"
-        )
-    return m
-
-
-def normalize_map(saliency: np.ndarray) -> np.ndarray:
-    """Scale a non-negative map to [0, 1] by dividing by its maximum (a constant offset stays).
-
-    An all-zero map stays all zero (there is no maximum to divide by). The rule of the
-    rank and centre metrics (:func:`pearson`, :func:`spearman`, :func:`top_k_intersection`,
-    :func:`center_of_mass_shift`) and of the plots; SSIM, MSE and PSNR use :func:`min_max_map`.
-
-    Args:
-        saliency: a non-negative 2-D map.
-
-    Returns:
-        A float64 map with maximum 1 (or all zeros).
-
-    Raises:
-        AttributionError: see :func:`check_map`.
-    """
-    return _max_scaled(check_map(saliency))
-
-
-def min_max_map(saliency: np.ndarray) -> np.ndarray:
-    """Rescale a non-negative map min–max to [0, 1]: ``(m − min) / (max − min)``.
-
-    ``skimage.exposure.rescale_intensity`` with ``out_range=(0, 1)``. The rule of
-    :func:`ssim`, :func:`mse` and :func:`psnr`: it removes a map's constant offset, which
-    dividing by the maximum keeps (RISE's saliency is a mean class probability, everywhere
-    far above 0), so the three metrics compare the shapes of two maps the same way for every
-    method. A constant map (max = min, e.g. all zero) has no shape and no range: it becomes
-    all zeros, like an all-zero map, so two constant maps are identical (SSIM 1, MSE 0).
-
-    Args:
-        saliency: a non-negative 2-D map.
-
-    Returns:
-        A float64 map with minimum 0 and maximum 1, or all zeros for a constant map.
-
-    Raises:
-        AttributionError: see :func:`check_map`.
-    """
-    return _min_max(check_map(saliency))
-
-
-def _max_scaled(m: np.ndarray) -> np.ndarray:
-    top = m.max()
-    return m / top if top > 0 else m
-
-
-def _min_max(m: np.ndarray) -> np.ndarray:
-    if _constant(m):
-        return np.zeros_like(m)
-    return rescale_intensity(m, in_range="image", out_range=(0.0, 1.0))
-
-
-def _checked_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = check_map(a), check_map(b)
-    if a.shape != b.shape:
-        raise ParamError(f"maps: shapes {a.shape} and {b.shape} differ; compare maps of the same size")
-    return a, b
-
-
-def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validated maps divided by their maximum (rank and centre metrics)."""
-    a, b = _checked_pair(a, b)
-    return _max_scaled(a), _max_scaled(b)
-
-
-def _value_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validated maps rescaled min–max (SSIM, MSE, PSNR)."""
-    a, b = _checked_pair(a, b)
-    return _min_max(a), _min_max(b)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -227,10 +141,6 @@ def _psnr(a: np.ndarray, b: np.ndarray, cap: float = PSNR_CAP) -> float:
     return float(min(cap, peak_signal_noise_ratio(a, b, data_range=1.0)))
 
 
-def _constant(m: np.ndarray) -> bool:
-    return bool(m.max() == m.min())
-
-
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of the pixels of two maps (``scipy.stats.pearsonr``).
 
@@ -243,10 +153,15 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return _pearson(*_pair(a, b))
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def _correlation(test: Callable[..., Any], a: np.ndarray, b: np.ndarray) -> float:
+    """``test``'s statistic (scipy's ``pearsonr`` or ``spearmanr``) on the pixels, 0 for a constant map."""
     if _constant(a) or _constant(b):
         return 0.0
-    return float(np.clip(scipy.stats.pearsonr(a.ravel(), b.ravel()).statistic, -1.0, 1.0))
+    return float(np.clip(test(a.ravel(), b.ravel()).statistic, -1.0, 1.0))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return _correlation(scipy.stats.pearsonr, a, b)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -262,9 +177,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if _constant(a) or _constant(b):
-        return 0.0
-    return float(np.clip(scipy.stats.spearmanr(a.ravel(), b.ravel()).statistic, -1.0, 1.0))
+    return _correlation(scipy.stats.spearmanr, a, b)
 
 
 def top_k_pixels(saliency: np.ndarray, k: int) -> np.ndarray:
@@ -276,9 +189,8 @@ def top_k_pixels(saliency: np.ndarray, k: int) -> np.ndarray:
     return _top_k_pixels(check_map(saliency), k)
 
 
-def _top_k_pixels(m: np.ndarray, k: int) -> np.ndarray:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= m.size:
-        raise ParamError(f"metrics.top_k: {k!r} is not allowed (an integer in [1, {m.size}], the pixels of a map)")
+def _top_k_pixels(m: np.ndarray, k: int, name: str = "k") -> np.ndarray:
+    k = check_int(k, name, 1, m.size, why="the pixels of a map")
     flat = m.ravel()
     # Same set as a stable descending argsort, in O(H·W): everything above the k-th value, then ties in raster order.
     kth = np.partition(flat, flat.size - k)[flat.size - k]
@@ -303,8 +215,9 @@ def top_k_intersection(a: np.ndarray, b: np.ndarray, k: int = 1000) -> float:
     return _top_k_intersection(*_pair(a, b), k=k)
 
 
-def _top_k_intersection(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    shared = np.intersect1d(_top_k_pixels(a, k), _top_k_pixels(b, k), assume_unique=True)
+def _top_k_intersection(a: np.ndarray, b: np.ndarray, k: int, name: str = "k") -> float:
+    """``name``: the caller's argument that ``k`` came from, for the error message."""
+    shared = np.intersect1d(_top_k_pixels(a, k, name), _top_k_pixels(b, k, name), assume_unique=True)
     return float(len(shared) / k)
 
 
@@ -359,7 +272,7 @@ def compare_maps(a: np.ndarray, b: np.ndarray, top_k: int = 1000) -> dict[str, f
         "psnr": _psnr(va, vb),
         "pearson": _pearson(a, b),
         "spearman": _spearman(a, b),
-        "top_k": _top_k_intersection(a, b, top_k),
+        "top_k": _top_k_intersection(a, b, top_k, "top_k"),
         "com_shift": _center_of_mass_shift(a, b),
     }
 
@@ -379,9 +292,3 @@ def compute_metrics(org_expl: np.ndarray, adv_expl: np.ndarray) -> tuple[float, 
     """
     a, b = _value_pair(_as_numpy(org_expl), _as_numpy(adv_expl))
     return _ssim(a, b), _mse(a, b), _psnr(a, b)
-
-
-def _as_numpy(m) -> np.ndarray:
-    if hasattr(m, "detach"):  # a torch tensor
-        m = m.detach().cpu().numpy()
-    return np.asarray(m)

@@ -12,18 +12,20 @@
 Everything is deterministic: each bootstrap draws from its own ``numpy.random.default_rng(seed)``, so a
 number does not depend on which other numbers were computed before it, and reruns are byte-identical.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._validate import check_float, check_int
 from ..errors import ParamError
 
 #: Confidence level of every interval.
@@ -46,13 +48,16 @@ def _finite_1d(values: Iterable[float], name: str) -> np.ndarray:
         raise ParamError(f"{name}: no value given (expected at least one finite number)")
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise ParamError(f"{name}: value {float(arr[bad][0])!r} at position {int(np.argmax(bad))} is not allowed "
-                         "(finite numbers only)")
+        raise ParamError(
+            f"{name}: value {float(arr[bad][0])!r} at position {int(np.argmax(bad))} is not allowed "
+            "(finite numbers only)"
+        )
     return arr
 
 
-def bootstrap_mean(values: Iterable[float], n_resamples: int = 2000, seed: int = 0,
-                   confidence_level: float = CONFIDENCE) -> dict[str, float | int]:
+def bootstrap_mean(
+    values: Iterable[float], n_resamples: int = 2000, seed: int = 0, confidence_level: float = CONFIDENCE
+) -> dict[str, float | int]:
     """The mean of ``values`` with its bootstrap confidence interval.
 
     Args:
@@ -71,10 +76,8 @@ def bootstrap_mean(values: Iterable[float], n_resamples: int = 2000, seed: int =
         ParamError: ``values`` is empty or holds NaN/inf, or ``n_resamples``/``confidence_level`` out of range.
     """
     x = _finite_1d(values, "values")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 100:
-        raise ParamError(f"n_resamples: {n_resamples!r} is not allowed (an integer ≥ 100)")
-    if not 0 < confidence_level < 1:
-        raise ParamError(f"confidence_level: {confidence_level!r} is not allowed (a number in (0, 1))")
+    n_resamples = check_int(n_resamples, "n_resamples", 100)
+    check_float(confidence_level, "confidence_level", 0, 1, low_open=True, high_open=True, allowed="a number in (0, 1)")
     mean = float(np.mean(x))
     out = {"mean": mean, "ci_low": mean, "ci_high": mean, "n": int(x.size)}
     if x.size == 1 or np.ptp(x) == 0:
@@ -82,8 +85,14 @@ def bootstrap_mean(values: Iterable[float], n_resamples: int = 2000, seed: int =
     for method in ("BCa", "percentile"):  # BCa is NaN when the jackknife has no spread (e.g. one outlier in 2)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DegenerateDataWarning for tiny n: handled by the fallback
-            ci = stats.bootstrap((x,), np.mean, n_resamples=int(n_resamples), confidence_level=confidence_level,
-                                 method=method, rng=np.random.default_rng(seed)).confidence_interval
+            ci = stats.bootstrap(
+                (x,),
+                np.mean,
+                n_resamples=int(n_resamples),
+                confidence_level=confidence_level,
+                method=method,
+                rng=np.random.default_rng(seed),
+            ).confidence_interval
         low, high = float(ci.low), float(ci.high)
         if math.isfinite(low) and math.isfinite(high):
             # Floating-point round-off can put a bound a few ulps beyond the mean of a near-constant sample.
@@ -149,12 +158,6 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
-def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ParamError(f"alpha: {alpha!r} is not allowed (a significance level in (0, 1))")
-    return float(alpha)
-
-
 def _check_values(values: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(values, pd.DataFrame) or values.shape[1] == 0:
         raise ParamError("values: expected a DataFrame image × method with at least one method column")
@@ -210,14 +213,16 @@ def paired_ranking(values: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     Raises:
         ParamError: ``alpha`` out of (0, 1), ``values`` empty, infinite, or a method without any value.
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_float(alpha, "alpha", 0, 1, low_open=True, high_open=True, allowed="a significance level in (0, 1)")
     num = _check_values(values)
     summary = pd.DataFrame({"median": num.median(), "mean": num.mean(), "n": num.notna().sum().astype(int)})
     summary["name"] = summary.index.astype(str)
     order = list(summary.sort_values(["median", "mean", "name"], kind="stable").index)
     pairs = pairwise_wilcoxon(num[order])
     p_holm = {frozenset((r.a, r.b)): r.p_holm for r in pairs.itertuples()}
-    ranks, group, rank = {}, [], 1
+    ranks: dict[object, int] = {}
+    group: list[object] = []
+    rank = 1
     for i, m in enumerate(order):
         if group and all(p_holm[frozenset((m, g))] < alpha for g in group):
             group, rank = [], i + 1

@@ -4,46 +4,52 @@ Reads the artifact contract (see :mod:`deepsaliency.artifacts`)::
 
     data/prepared/<stem>.png, manifest.csv      x and the originally predicted class
     data/explanations/<method>/<stem>.npz       map on x (and the target maps)
-    data/attacks/<attack>/<stem>.npz            x_adv, map_<method> on x_adv, target_stem, label_adv, prob_adv
+    data/attacks/<method>/eps<e>/<stem>.npz     x_adv, map_<method> on x_adv, target_stem, label_adv, prob_adv,
+                                                converged, steps, passes (one folder per L∞ budget e, /255)
+    data/attacks/pgd/<stem>.npz                 the same for PGD (no target, no convergence record)
 
-and produces
+and produces, one row per attack RUN = (attack, eps) where ``eps`` is the L∞ budget in /255 units
+(``eps`` = 0 for the original images, attack ``none``; PGD's is ``pgd.eps`` · 255):
 
-* :func:`map_similarity_table`: one row per image × attack × evaluated method × pair,
+* :func:`map_similarity_table`: one row per image × run × evaluated method × pair,
   pairs (original, adversarial), (original, target), (adversarial, target);
   PGD has no target map, so only (original, adversarial). ``diagonal`` marks
   rows where the evaluated method is the attacked one (the attack itself);
   the other rows measure transfer to methods the attack did not target.
-* :func:`attack_quality_table`: one row per image × attack.
+* :func:`attack_quality_table`: one row per image × run; :func:`convergence_table`: per image × explanation
+  attack run, whether the attack converged and what it spent.
 * :func:`faithfulness_table`: deletion / insertion AUC per image × method on the
   originals, and on the adversarial images (by default only the attacked
   method's own map, the diagonal), always with the seeded ``random`` baseline.
-* :func:`summarize`: means for ``reports/metrics.json``, never NaN or infinite.
+The means, confidence intervals and ranks over images are in :mod:`.summary`.
 """
+
 from __future__ import annotations
 
 import dataclasses
-
-import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..artifacts import ATTACKS, EXPLANATIONS, read_npz
-from ..config import ATTACK_METHODS
+from ..artifacts import ATTACKS, EXPLANATIONS, PGD, attack_dir, read_npz
 from ..errors import DeepSaliencyError, ParamError
+from ..methods import ATTACK_METHODS
+from ..models import model_device
 from . import faithfulness as faith
 from .attack_quality import QUALITY_METRICS, attack_quality
 from .similarity import MAP_METRICS, check_map, compare_maps
-from .statistics import Bootstrap, bootstrap_mean, holm, paired_ranking, pairwise_wilcoxon, wilcoxon_p
+from .statistics import Bootstrap
+
+#: One attack run: (attack, L∞ budget in /255 units).
+Run = tuple[str, float]
 
 #: Map pairs, in table order. PGD only has the first.
 PAIRS = ("orig_adv", "orig_target", "adv_target")
-#: The attack without a target map or an attacked method.
-PGD = "pgd"
 #: Name of the baseline map in the faithfulness tables.
 RANDOM = "random"
 #: ``faithfulness.adversarial``: which maps are scored on the adversarial images.
@@ -113,19 +119,35 @@ def available_methods(params: dict, root: str | Path = EXPLANATIONS) -> list[str
     return [m for m in params.get("explain", {}).get("methods", []) if (Path(root) / m).is_dir()]
 
 
-def available_attacks(params: dict, root: str | Path = ATTACKS) -> list[str]:
-    """``attack.methods`` (plus ``pgd``) whose attack folder exists, in params order."""
-    names = list((params.get("attack") or {}).get("methods", ATTACK_METHODS))
-    if PGD not in names:
-        names.append(PGD)
-    return [a for a in names if (Path(root) / a).is_dir()]
+def pgd_budget(params: dict) -> float:
+    """PGD's L∞ budget in /255 units (``pgd.eps`` is in pixel units), rounded to 4 decimals."""
+    return round(float((params.get("pgd") or {}).get("eps", 8 / 255)) * 255, 4)
+
+
+def available_attacks(params: dict, root: str | Path = ATTACKS) -> list[Run]:
+    """Every run of ``attack.methods`` × ``attack.eps`` whose folder exists (params order), then PGD's if it ran.
+
+    A run whose stage left dvc.yaml (a dropped method or budget) leaves its folder on disk; it is never read.
+    """
+    attack = params.get("attack") or {}
+    runs = [
+        (m, float(e))
+        for m in attack.get("methods", ATTACK_METHODS)
+        for e in attack.get("eps", [])
+        if attack_dir(m, e, root).is_dir()
+    ]
+    if attack_dir(PGD, None, root).is_dir():
+        runs.append((PGD, pgd_budget(params)))
+    return runs
 
 
 def _string(value: np.ndarray) -> str:
     return str(np.asarray(value).reshape(()).item()) if np.size(value) else ""
 
 
-def load_maps(methods: Iterable[str], stems: Iterable[str], root: str | Path = EXPLANATIONS) -> dict[tuple[str, str], np.ndarray]:
+def load_maps(
+    methods: Iterable[str], stems: Iterable[str], root: str | Path = EXPLANATIONS
+) -> dict[tuple[str, str], np.ndarray]:
     """``{(method, stem): map}`` from ``<root>/<method>/<stem>.npz``, each checked.
 
     Raises:
@@ -138,53 +160,68 @@ def load_maps(methods: Iterable[str], stems: Iterable[str], root: str | Path = E
     return maps
 
 
-def load_attacks(attacks: Iterable[str], stems: Iterable[str], methods: Iterable[str], root: str | Path = ATTACKS) -> dict[tuple[str, str], dict]:
-    """``{(attack, stem): record}`` with ``x_adv``, ``maps`` ({method: map on x_adv}), ``target_stem``,
-    ``label_adv``, ``prob_adv``; every map checked.
+def load_attacks(
+    runs: Iterable[Run], stems: Iterable[str], methods: Iterable[str], root: str | Path = ATTACKS
+) -> dict[tuple[str, float, str], dict]:
+    """``{(attack, eps, stem): record}`` with ``x_adv``, ``maps`` ({method: map on x_adv}), ``target_stem``,
+    ``label_adv``, ``prob_adv`` and, for explanation attacks, ``converged``, ``steps``, ``passes``; maps checked.
 
     Raises:
         DeepSaliencyError: a file lacks a key of the contract.
         AttributionError: a map has NaN/infinite or negative values (names method, image and attack).
     """
-    methods = list(methods)
+    methods, stems = list(methods), list(stems)
     out = {}
-    for a in attacks:
+    for a, eps in runs:
         for s in stems:
-            path = Path(root) / a / f"{s}.npz"
+            path = attack_dir(a, eps, root) / f"{s}.npz"
             z = read_npz(path)
             need = ["x_adv", "label_adv", "prob_adv"] + [f"map_{m}" for m in methods]
+            need += [] if a == PGD else ["converged", "steps", "passes"]
             missing = [k for k in need if k not in z]
             if missing:
-                raise DeepSaliencyError(f"{path}: missing {', '.join(missing)} (the attack contract needs x_adv, label_adv, prob_adv and map_<method> per method)")
-            out[(a, s)] = {
+                raise DeepSaliencyError(
+                    f"{path}: missing {', '.join(missing)} (the attack contract needs x_adv, "
+                    "label_adv, prob_adv, map_<method> per method, and converged, steps, passes)"
+                )
+            rec = {
                 "x_adv": np.asarray(z["x_adv"], dtype=np.float32),
                 "maps": {m: check_map(z[f"map_{m}"], m, f"{s} (attack {a})") for m in methods},
                 "target_stem": _string(z["target_stem"]) if "target_stem" in z else "",
                 "label_adv": int(z["label_adv"]),
                 "prob_adv": float(z["prob_adv"]),
             }
+            if a != PGD:
+                rec.update(converged=bool(z["converged"]), steps=int(z["steps"]), passes=int(z["passes"]))
+            out[(a, float(eps), s)] = rec
     return out
 
 
 def map_similarity_table(
-    maps: dict[tuple[str, str], np.ndarray], attacks: dict[tuple[str, str], dict], methods: list[str], top_k: int = 1000
+    maps: dict[tuple[str, str], np.ndarray],
+    attacks: dict[tuple[str, float, str], dict],
+    methods: list[str],
+    top_k: int = 1000,
 ) -> pd.DataFrame:
     """One row per image × attack × evaluated method × pair, with every metric of :data:`MAP_METRICS`.
 
     Args:
         maps: ``{(method, stem): map on x}`` (:func:`load_maps`); must hold the target images too.
-        attacks: ``{(attack, stem): record}`` (:func:`load_attacks`).
+        attacks: ``{(attack, eps, stem): record}`` (:func:`load_attacks`).
         methods: the evaluated methods.
         top_k: ``k`` of the top-k intersection.
 
     Returns:
-        Columns image, attack, method, pair, diagonal, target, then the metrics.
+        Columns image, attack, eps, method, pair, diagonal, target, then the metrics.
     """
     rows = []
-    for (a, s), rec in attacks.items():
+    for (a, e, s), rec in attacks.items():
         t = rec["target_stem"]
         if a != PGD and t and (methods[0], t) not in maps:
-            raise DeepSaliencyError(f"data/attacks/{a}/{s}.npz: target_stem {t!r} has no explanation (known images: {sorted({k[1] for k in maps})})")
+            raise DeepSaliencyError(
+                f"{attack_dir(a, e)}/{s}.npz: target_stem {t!r} has no explanation "
+                f"(known images: {sorted({k[1] for k in maps})})"
+            )
         for m in methods:
             orig, adv = maps[(m, s)], rec["maps"][m]
             pairs = {"orig_adv": (orig, adv)}
@@ -192,15 +229,27 @@ def map_similarity_table(
                 target = maps[(m, t)]
                 pairs.update(orig_target=(orig, target), adv_target=(adv, target))
             for pair, (p, q) in pairs.items():
-                rows.append({"image": s, "attack": a, "method": m, "pair": pair, "diagonal": m == a, "target": t,
-                             **compare_maps(p, q, top_k)})
-    return pd.DataFrame(rows, columns=["image", "attack", "method", "pair", "diagonal", "target", *MAP_METRICS])
+                rows.append(
+                    {
+                        "image": s,
+                        "attack": a,
+                        "eps": e,
+                        "method": m,
+                        "pair": pair,
+                        "diagonal": m == a,
+                        "target": t,
+                        **compare_maps(p, q, top_k),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["image", "attack", "eps", "method", "pair", "diagonal", "target", *MAP_METRICS])
 
 
-def class_probabilities(model: torch.nn.Module, x: dict[str, np.ndarray], classes: dict[str, int], batch_size: int = 16) -> dict[str, float]:
+def class_probabilities(
+    model: torch.nn.Module, x: dict[str, np.ndarray], classes: dict[str, int], batch_size: int = 16
+) -> dict[str, float]:
     """Softmax probability of ``classes[stem]`` on each image ``x[stem]`` (3, H, W), batched under inference mode."""
     stems = list(x)
-    device = faith._device(model)
+    device = model_device(model)
     out: list[float] = []
     with torch.inference_mode():
         for i in range(0, len(stems), batch_size):
@@ -208,42 +257,63 @@ def class_probabilities(model: torch.nn.Module, x: dict[str, np.ndarray], classe
             batch = torch.from_numpy(np.stack([x[s] for s in chunk])).float().to(device)
             p = model(batch).float().softmax(-1)[torch.arange(len(chunk)), torch.tensor([classes[s] for s in chunk])]
             out += p.double().cpu().tolist()
-    return dict(zip(stems, out))
+    return dict(zip(stems, out, strict=True))
 
 
 def attack_quality_table(
-    x: dict[str, np.ndarray], classes: dict[str, int], probs: dict[str, float], attacks: dict[tuple[str, str], dict]
+    x: dict[str, np.ndarray],
+    classes: dict[str, int],
+    probs: dict[str, float],
+    attacks: dict[tuple[str, float, str], dict],
 ) -> pd.DataFrame:
-    """One row per image × attack with :data:`QUALITY_METRICS` and the labels.
+    """One row per image × attack run with :data:`QUALITY_METRICS` and the labels.
 
     Args:
         x: ``{stem: image (3, H, W) in [0, 1]}``.
         classes, probs: the class predicted on each original and its probability (the manifest).
-        attacks: ``{(attack, stem): record}`` (:func:`load_attacks`).
+        attacks: ``{(attack, eps, stem): record}`` (:func:`load_attacks`).
     """
     rows = []
-    for (a, s), rec in attacks.items():
+    for (a, e, s), rec in attacks.items():
         q = attack_quality(x[s], rec["x_adv"], classes[s], rec["label_adv"], probs[s], rec["prob_adv"])
-        rows.append({"image": s, "attack": a, "label_orig": classes[s], "label_adv": rec["label_adv"], **q})
-    return pd.DataFrame(rows, columns=["image", "attack", "label_orig", "label_adv", *QUALITY_METRICS])
+        rows.append({"image": s, "attack": a, "eps": e, "label_orig": classes[s], "label_adv": rec["label_adv"], **q})
+    return pd.DataFrame(rows, columns=["image", "attack", "eps", "label_orig", "label_adv", *QUALITY_METRICS])
+
+
+def convergence_table(attacks: dict[tuple[str, float, str], dict]) -> pd.DataFrame:
+    """One row per image × explanation attack run: ``converged`` (0/1: the attack's stopping rule was met before
+    ``num_iter``, :mod:`deepsaliency.attack`), ``steps`` and ``passes`` (forward/backward passes) it spent."""
+    rows = [
+        {
+            "image": s,
+            "attack": a,
+            "eps": e,
+            "converged": int(rec["converged"]),
+            "steps": rec["steps"],
+            "passes": rec["passes"],
+        }
+        for (a, e, s), rec in attacks.items()
+        if "converged" in rec
+    ]
+    return pd.DataFrame(rows, columns=["image", "attack", "eps", "converged", "steps", "passes"])
 
 
 def faithfulness_jobs(
-    stems: list[str], methods: list[str], attacks: list[str], mode: str = "diagonal"
-) -> list[tuple[str, str, str]]:
-    """Every (image, attack, method) whose map is scored; attack ``none`` = the original image.
+    stems: list[str], methods: list[str], runs: list[Run], mode: str = "diagonal"
+) -> list[tuple[str, str, float, str]]:
+    """Every (image, attack, eps, method) whose map is scored; attack ``none`` (eps 0) = the original image.
 
     ``mode``: ``diagonal`` scores on each explanation attack's images only the
     attacked method's own map (PGD has no attacked method, so none); ``all``
-    scores every method on every attack's images; ``none`` only the originals.
+    scores every method on every run's images; ``none`` only the originals.
     The :data:`RANDOM` baseline is added wherever any map is scored.
     """
     if mode not in ADVERSARIAL_MODES:
         raise ParamError(f"faithfulness.adversarial: {mode!r} is not allowed (one of {', '.join(ADVERSARIAL_MODES)})")
-    jobs = [(s, "none", m) for s in stems for m in [*methods, RANDOM]]
-    for a in attacks if mode != "none" else []:
+    jobs = [(s, "none", 0.0, m) for s in stems for m in [*methods, RANDOM]]
+    for a, e in runs if mode != "none" else []:
         scored = methods if mode == "all" else [m for m in methods if m == a]
-        jobs += [(s, a, m) for s in stems for m in ([*scored, RANDOM] if scored else [])]
+        jobs += [(s, a, e, m) for s in stems for m in ([*scored, RANDOM] if scored else [])]
     return jobs
 
 
@@ -252,12 +322,12 @@ def faithfulness_table(
     x: dict[str, np.ndarray],
     classes: dict[str, int],
     maps: dict[tuple[str, str], np.ndarray],
-    attacks: dict[tuple[str, str], dict],
+    attacks: dict[tuple[str, float, str], dict],
     methods: list[str],
     settings: Settings = Settings(),
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Deletion and insertion AUC per scored (image, attack, method), and the curves.
+    """Deletion and insertion AUC per scored (image, attack run, method), and the curves.
 
     The class tracked is always the one predicted on the original image. The
     random baseline map of an image is the same on the original and on every
@@ -265,199 +335,41 @@ def faithfulness_table(
 
     Returns:
         ``(table, deletion_curves, insertion_curves)``: the table has columns image,
-        attack (``none`` = original), method, deletion, insertion; the curves are long
-        (method, image, attack, fraction, prob).
+        attack (``none`` = original), eps, method, deletion, insertion; the curves are long
+        (method, image, attack, eps, fraction, prob).
     """
     from tqdm.auto import tqdm
 
-    attack_names = list(dict.fromkeys(a for a, _ in attacks))
-    jobs = faithfulness_jobs(list(x), methods, attack_names, settings.adversarial)
-    rows, curves = [], {"deletion": [], "insertion": []}
-    common = dict(step=settings.step, blur_kernel=settings.blur_kernel, blur_sigma=settings.blur_sigma,
-                  batch_size=settings.batch_size, seed=settings.seed)
-    for s, a, m in tqdm(jobs, desc="faithfulness", unit="map", disable=not progress):
-        image = torch.from_numpy(np.asarray(x[s] if a == "none" else attacks[(a, s)]["x_adv"], dtype=np.float32))
+    runs = list(dict.fromkeys((a, e) for a, e, _ in attacks))
+    jobs = faithfulness_jobs(list(x), methods, runs, settings.adversarial)
+    rows: list[dict] = []
+    curves: dict[str, list[dict]] = {"deletion": [], "insertion": []}
+    common: dict[str, Any] = dict(
+        step=settings.step,
+        blur_kernel=settings.blur_kernel,
+        blur_sigma=settings.blur_sigma,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+    )
+    for s, a, e, m in tqdm(jobs, desc="faithfulness", unit="map", disable=not progress):
+        rec = None if a == "none" else attacks[(a, e, s)]
+        image = torch.from_numpy(np.asarray(x[s] if rec is None else rec["x_adv"], dtype=np.float32))
         if m == RANDOM:
-            smap = faith.random_map(tuple(image.shape[-2:]), settings.seed, s, settings.random_cell)
+            h, w = image.shape[-2:]
+            smap = faith.random_map((int(h), int(w)), settings.seed, s, settings.random_cell)
         else:
-            smap = maps[(m, s)] if a == "none" else attacks[(a, s)]["maps"][m]
+            smap = maps[(m, s)] if rec is None else rec["maps"][m]
         d = faith.deletion(model, image, smap, classes[s], substrate_kind=settings.substrate, **common)
         i = faith.insertion(model, image, smap, classes[s], **common)
-        rows.append({"image": s, "attack": a, "method": m, "deletion": d.auc, "insertion": i.auc})
+        rows.append({"image": s, "attack": a, "eps": e, "method": m, "deletion": d.auc, "insertion": i.auc})
         for kind, c in (("deletion", d), ("insertion", i)):
-            curves[kind] += [{"method": m, "image": s, "attack": a, "fraction": f, "prob": p} for f, p in zip(c.fractions, c.probs)]
-    cols = ["method", "image", "attack", "fraction", "prob"]
-    return (pd.DataFrame(rows, columns=["image", "attack", "method", "deletion", "insertion"]),
-            pd.DataFrame(curves["deletion"], columns=cols), pd.DataFrame(curves["insertion"], columns=cols))
-
-
-def _ci(values: Iterable[float], boot: Bootstrap) -> dict[str, float | int]:
-    return bootstrap_mean(np.asarray(list(values), dtype=float), boot.n_resamples, boot.seed)
-
-
-def _per_image(df: pd.DataFrame, column: str) -> pd.Series:
-    """One value per image: the mean of ``column`` over that image's rows (other methods, budgets)."""
-    return df.groupby("image", sort=False)[column].mean()
-
-
-def _cis(df: pd.DataFrame, columns: Iterable[str], boot: Bootstrap) -> dict[str, dict]:
-    return {c: _ci(_per_image(df, c), boot) for c in columns}
-
-
-def _faithfulness_group(g: pd.DataFrame, boot: Bootstrap) -> dict[str, dict]:
-    """Per method: deletion and insertion {mean, ci_low, ci_high, n}; ``p_random`` = Holm-corrected (over the
-    methods of the group) two-sided Wilcoxon p of the method against the :data:`RANDOM` map on the same images."""
-    out = {m: _cis(gm, ["deletion", "insertion"], boot) for m, gm in g.groupby("method", sort=False)}
-    if RANDOM not in out:
-        return out
-    tested = [m for m in out if m != RANDOM]
-    for kind in ("deletion", "insertion"):
-        wide = g.pivot_table(index="image", columns="method", values=kind, aggfunc="mean")
-        raw = [wilcoxon_p(wide[m].to_numpy(), wide[RANDOM].to_numpy())[0] for m in tested]
-        for m, p in zip(tested, holm(raw)):
-            out[m][kind]["p_random"] = float(p)
-    return out
-
-
-def _eps_values(df: pd.DataFrame) -> list[float]:
-    return sorted(float(e) for e in df["eps"].dropna().unique()) if "eps" in df.columns else []
-
-
-def leaderboard(similarity: pd.DataFrame, alpha: float = 0.05, rank_eps: float | None = None,
-                bootstrap: Bootstrap = Bootstrap(), metric: str = "pearson") -> dict:
-    """The ranking block of ``reports/metrics.json``: each attacked method's r(adv, target), ranked by paired tests.
-
-    The quantity, per image: ``metric`` (Pearson r) between the attacked method's own map on ``x_adv`` and the
-    target map (rows with ``pair == "adv_target"`` and ``method == attack``); lower = more robust. Ranks come from
-    :func:`~deepsaliency.metrics.statistics.paired_ranking` (Wilcoxon signed-rank over images, Holm-corrected over
-    the pairs of methods; shared ranks where no test rejects at ``alpha``).
-
-    With an ``eps`` column (one attack per budget, /255), methods are ranked at ``rank_eps`` (None = the largest
-    budget) and, with ≥ 2 budgets, also by the area under each image's r(adv, target)-vs-ε curve (trapezoid over ε,
-    units r·(/255)). Without the column every row is the single budget and there is no area.
-
-    Returns:
-        ``{"alpha", "images", "pairs", "pairs_differ", ["eps"], "methods": {method: {"rank", "r_adv_target",
-        ["rank_auc", "auc"]}}}`` with each value ``{mean, ci_low, ci_high, n}`` (:func:`bootstrap_mean`), methods in
-        rank order; numbers only (``dvc metrics diff`` reads it). Empty dict when no attacked method has rows.
-
-    Raises:
-        ParamError: ``rank_eps`` is not one of the table's budgets, or ``alpha`` is out of (0, 1).
-    """
-    own = similarity[(similarity["pair"] == "adv_target") & (similarity["method"] == similarity["attack"])
-                     & (similarity["attack"] != PGD)]
-    if own.empty:
-        return {}
-    budgets = _eps_values(own)
-    at = own
-    out: dict[str, Any] = {"alpha": float(alpha)}
-    if budgets:
-        eps = budgets[-1] if rank_eps is None else rank_eps
-        match = [b for b in budgets if math.isclose(b, eps, rel_tol=1e-6, abs_tol=1e-9)]
-        if not match:
-            raise ParamError(f"rank_eps: {rank_eps!r} is not allowed (one of the budgets in the table: "
-                             f"{', '.join(f'{b:g}' for b in budgets)}, or null for the largest)")
-        at = own[np.isclose(own["eps"].astype(float), match[0], rtol=1e-6, atol=1e-9)]
-        out["eps"] = match[0]
-    values = at.pivot_table(index="image", columns="method", values=metric, aggfunc="mean", sort=False)
-    ranking = paired_ranking(values, alpha)
-    pairs = pairwise_wilcoxon(values)
-    out.update(images=int(len(values)), pairs=int(len(pairs)), pairs_differ=int((pairs["p_holm"] < alpha).sum()))
-    methods = {m: {"rank": int(ranking.loc[m, "rank"]), "r_adv_target": _ci(values[m].dropna(), bootstrap)}
-               for m in ranking.index}
-    if len(budgets) >= 2:
-        from scipy.integrate import trapezoid
-
-        auc = {}
-        for (m, image), g in own.groupby(["method", "image"], sort=False):
-            curve = g.groupby("eps")[metric].mean().sort_index()
-            if len(curve) >= 2:
-                auc.setdefault(m, {})[image] = float(trapezoid(curve.to_numpy(), curve.index.to_numpy(dtype=float)))
-        if auc:
-            wide = pd.DataFrame(auc)
-            by_auc = paired_ranking(wide, alpha)
-            auc_pairs = pairwise_wilcoxon(wide)
-            out["pairs_differ_auc"] = int((auc_pairs["p_holm"] < alpha).sum())
-            for m in by_auc.index:
-                methods.setdefault(m, {}).update(rank_auc=int(by_auc.loc[m, "rank"]),
-                                                 auc=_ci(wide[m].dropna(), bootstrap))
-    out["methods"] = methods
-    return out
-
-
-def summarize(similarity: pd.DataFrame, quality: pd.DataFrame, faithfulness: pd.DataFrame,
-              settings: Settings = Settings()) -> dict:
-    """The summary written to ``reports/metrics.json``: means over images with 95 % CIs, nested for ``dvc metrics``.
-
-    Every mean is ``{"mean", "ci_low", "ci_high", "n"}``: the mean over images, its seeded bootstrap interval
-    (:func:`~deepsaliency.metrics.statistics.bootstrap_mean`, ``settings.bootstrap``) and the number of images.
-    Where a group has several rows per image (the transfer methods), they are averaged per image first, so the
-    interval is over images.
-
-    * ``attack.<attack>.<quality metric>`` (and ``attack.pgd.success_rate``, the fraction of labels flipped);
-    * ``similarity.<attack>.diagonal.<pair>.<metric>``: the attacked method's own map;
-      ``similarity.<attack>.transfer.<pair>.<metric>``: mean over the other methods;
-      ``similarity.pgd.all.orig_adv.<metric>``: mean over every method;
-    * ``faithfulness.<attack or original>.<method>.{deletion, insertion}``, with ``p_random``: Holm-corrected
-      Wilcoxon p against the random map on the same images (absent when the group has no random map);
-    * ``leaderboard``: :func:`leaderboard` at ``settings.rank_eps`` and ``settings.alpha`` (absent without rows).
-
-    Empty groups are left out (never a NaN). Per-method detail stays in the CSV tables.
-
-    Raises:
-        DeepSaliencyError: a value is NaN or infinite (see :func:`assert_finite`).
-        ParamError: ``settings.rank_eps`` is not a budget of the table.
-    """
-    boot = settings.bootstrap
-    out: dict[str, Any] = {"images": int(faithfulness["image"].nunique()) if len(faithfulness) else 0}
-    out["attack"] = {}
-    for a, g in quality.groupby("attack", sort=False):
-        out["attack"][a] = _cis(g, [c for c in QUALITY_METRICS if c != "prob_orig"], boot)
-        if a == PGD:
-            flipped = g.assign(flipped=(g["label_orig"] != g["label_adv"]).astype(float))
-            out["attack"][a]["success_rate"] = _ci(_per_image(flipped, "flipped"), boot)
-    out["similarity"] = {}
-    for a, g in similarity.groupby("attack", sort=False):
-        groups = {"all": g} if a == PGD else {"diagonal": g[g["diagonal"]], "transfer": g[~g["diagonal"]]}
-        entry = {}
-        for name, gg in groups.items():
-            per_pair = {p: _cis(gp, MAP_METRICS, boot) for p, gp in gg.groupby("pair", sort=False)}
-            if per_pair:
-                entry[name] = {p: per_pair[p] for p in PAIRS if p in per_pair}
-        out["similarity"][a] = entry
-    out["faithfulness"] = {}
-    for a, g in faithfulness.groupby("attack", sort=False):
-        out["faithfulness"]["original" if a == "none" else a] = _faithfulness_group(g, boot)
-    board = leaderboard(similarity, settings.alpha, settings.rank_eps, boot) if len(similarity) else {}
-    if board:
-        out["leaderboard"] = board
-    assert_finite(out)
-    return out
-
-
-def assert_finite(tree: Any, path: str = "metrics") -> None:
-    """Raise :class:`DeepSaliencyError` naming the first NaN/infinite number in a nested dict."""
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            assert_finite(v, f"{path}.{k}")
-    elif isinstance(tree, (float, int, np.floating, np.integer)) and not isinstance(tree, bool):
-        if not math.isfinite(float(tree)):
-            raise DeepSaliencyError(f"{path}: {tree!r} is not finite; refusing to write a NaN/infinite metric")
-
-
-def assert_finite_table(df: pd.DataFrame, name: str) -> None:
-    """Raise :class:`DeepSaliencyError` if a numeric column of ``df`` holds NaN/inf (names table, column and row)."""
-    numeric = df.select_dtypes(include=[np.number, "bool"]).astype(float)
-    bad = ~np.isfinite(numeric.to_numpy())
-    if bad.any():
-        r, c = map(int, np.argwhere(bad)[0])
-        raise DeepSaliencyError(f"{name}: column {numeric.columns[c]!r} row {r} is {numeric.iat[r, c]!r}; refusing to write a NaN/infinite metric")
-
-
-def rounded(tree: Any, digits: int = 6) -> Any:
-    """``tree`` with every float rounded to ``digits`` decimals (readable ``dvc metrics`` output)."""
-    if isinstance(tree, dict):
-        return {k: rounded(v, digits) for k, v in tree.items()}
-    if isinstance(tree, float):
-        return round(tree, digits)
-    return tree
+            curves[kind] += [
+                {"method": m, "image": s, "attack": a, "eps": e, "fraction": f, "prob": p}
+                for f, p in zip(c.fractions, c.probs, strict=True)
+            ]
+    cols = ["method", "image", "attack", "eps", "fraction", "prob"]
+    return (
+        pd.DataFrame(rows, columns=["image", "attack", "eps", "method", "deletion", "insertion"]),
+        pd.DataFrame(curves["deletion"], columns=cols),
+        pd.DataFrame(curves["insertion"], columns=cols),
+    )

@@ -1,4 +1,4 @@
-"""Grouped convolutions whose second derivative stays a grouped convolution.
+"""Convolutions whose second derivative stays cheap (grouped → grouped, 1×1 → matrix products).
 
 An explanation attack (Dombrowski et al. 2019, https://arxiv.org/abs/1906.07983)
 differentiates a gradient: the backward pass of the network is itself
@@ -12,26 +12,31 @@ is — ``grad_input = conv_transpose2d(grad_output, weight, groups=g)`` — with
 differentiable torch ops, so that ``create_graph=True`` records a
 ``conv_transpose2d`` whose own backward is an ordinary grouped ``conv2d``
 (native, one call). No library offers this, so it is written here; the swap
-mirrors :func:`deepsaliency.softplus.softplus_activations` and restores the
-original modules on exit.
+uses :class:`deepsaliency.nn.swap.ModuleSwap` and restores the original modules on exit.
+
+Batch norms are not handled here: the one folding path is
+:func:`deepsaliency.models.fold_batchnorm`, which the embedded model applies at load time,
+so the attacked network has no batch norm left (a network that keeps its batch norms is
+attacked through autograd's own batch-norm double backward: correct, slower).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .softplus import ModuleSwap
+from .swap import ModuleSwap
 
 
 def _output_padding(in_size, out_size, kernel, stride, padding, dilation) -> tuple[int, ...]:
     """The ``output_padding`` that makes conv_transpose2d return exactly ``in_size``."""
     return tuple(
         i - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
-        for i, o, k, s, p, d in zip(in_size, out_size, kernel, stride, padding, dilation)
+        for i, o, k, s, p, d in zip(in_size, out_size, kernel, stride, padding, dilation, strict=True)
     )
 
 
@@ -138,53 +143,6 @@ def _pointwise(module: nn.Module) -> bool:
     )
 
 
-class FrozenBatchNorm2d(nn.Module):
-    """An eval-mode ``BatchNorm2d`` as the per-channel affine map it is: ``x · scale + shift``.
-
-    Autograd's batch-norm double backward handles training-mode statistics and
-    costs ~15 % of an attack iteration; the affine map's is one multiply. timm's
-    ``BatchNormAct2d`` (norm, then its ``drop`` and ``act`` children) is kept
-    whole: the same children follow the affine map.
-
-    Args:
-        bn: a ``BatchNorm2d`` (or subclass) in eval mode with running statistics.
-    """
-
-    def __init__(self, bn: nn.BatchNorm2d) -> None:
-        super().__init__()
-        with torch.no_grad():
-            inv = torch.rsqrt(bn.running_var + bn.eps)
-            scale = inv * bn.weight if bn.weight is not None else inv
-            shift = -bn.running_mean * scale
-            if bn.bias is not None:
-                shift = shift + bn.bias
-        self.register_buffer("scale", scale.detach().view(1, -1, 1, 1).clone())
-        self.register_buffer("shift", shift.detach().view(1, -1, 1, 1).clone())
-        # timm's BatchNormAct2d: the same drop/act modules run after the norm.
-        self.drop = getattr(bn, "drop", None)
-        self.act = getattr(bn, "act", None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.addcmul(self.shift, x, self.scale)
-        if self.drop is not None:
-            x = self.drop(x)
-        if self.act is not None:
-            x = self.act(x)
-        return x
-
-
-def _frozen_bn(module: nn.Module) -> bool:
-    from_timm = type(module).__name__ == "BatchNormAct2d"
-    return (
-        (type(module) is nn.BatchNorm2d or from_timm)
-        and not module.training
-        and module.running_mean is not None
-        and module.running_var is not None
-        # the model's own BN parameters must not be trained through this copy
-        and not any(p.requires_grad for p in module.parameters(recurse=False))
-    )
-
-
 def _swappable(module: nn.Module, grouped_only: bool) -> bool:
     return (
         type(module) is nn.Conv2d  # subclasses (timm's Conv2dSame, ...) pad in their own forward
@@ -195,36 +153,34 @@ def _swappable(module: nn.Module, grouped_only: bool) -> bool:
 
 
 @contextmanager
-def fast_double_backward(model: nn.Module, grouped_only: bool = False, batchnorm: bool = True) -> Iterator[ModuleSwap]:
+def fast_double_backward(model: nn.Module, grouped_only: bool = False) -> Iterator[ModuleSwap]:
     """Swap modules of ``model`` for ones with the same values and gradients but a cheap double backward.
 
     * 1×1 stride-1 ``nn.Conv2d`` → :class:`PointwiseConv2d` (matrix products);
     * other zero-padded ``nn.Conv2d`` → :class:`FastGradConv2d`: second derivatives of
       grouped ones become grouped convolutions instead of a loop over groups (dense
-      ones gain a little too);
-    * eval-mode ``BatchNorm2d`` (and timm's ``BatchNormAct2d``) with frozen
-      parameters → :class:`FrozenBatchNorm2d`, a per-channel affine map.
+      ones gain a little too).
 
-    Values agree with the originals to float rounding (the batch norm is
-    re-associated), first and second derivatives likewise.
+    Values agree with the originals to float rounding, first and second derivatives likewise.
+    Batch norms stay as they are (fold them first with :func:`deepsaliency.models.fold_batchnorm`).
 
     Args:
         model: changed in place inside the ``with`` block; originals restored on exit.
         grouped_only: give :class:`FastGradConv2d` only to convolutions with ``groups > 1``.
-        batchnorm: also swap frozen batch norms.
 
     Yields:
-        The :class:`~deepsaliency.softplus.ModuleSwap` (``len(swap.replaced)`` = number swapped).
+        The :class:`~deepsaliency.nn.swap.ModuleSwap` (``len(swap.replaced)`` = number swapped).
     """
     swap = ModuleSwap()
     try:
+
         def make(m: nn.Module) -> nn.Module | None:
+            if not isinstance(m, nn.Conv2d):
+                return None
             if _pointwise(m):
                 return PointwiseConv2d(m)
             if _swappable(m, grouped_only):
                 return FastGradConv2d(m)
-            if batchnorm and _frozen_bn(m):
-                return FrozenBatchNorm2d(m)
             return None
 
         swap.swap(model, make)

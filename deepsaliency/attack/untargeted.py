@@ -10,8 +10,8 @@ under an L∞ budget ``‖x_adv − x‖∞ ≤ eps`` that keep the predicted la
 * the **centre-of-mass attack** maximises the distance, in pixels, between the
   map's centre of mass ``C(h) = Σ_ij h_ij·(i, j)`` and the original's.
 
-Both run on the differentiable explanations of :mod:`deepsaliency.diffexplain`
-with the same optimiser as the targeted attack (:func:`deepsaliency.attack.attack_loop`):
+Both run on the differentiable explanations of :mod:`deepsaliency.differentiable`
+with the same optimiser as the targeted attack (:func:`deepsaliency.attack.loop.attack_loop`):
 Adam in [0, 1] pixel space, projection onto the L∞ ball and the pixel range after
 every step, ReLU-family activations swapped for β-softplus for the gradient methods
 (the map of a ReLU network has zero second derivative almost everywhere), the output
@@ -19,8 +19,9 @@ term ``b·MSE(softmax(x_adv), softmax(x))`` to keep the class, and every ``eval_
 steps an evaluation on the ORIGINAL network; the returned iterate is the best one
 (lowest ``a·map_loss + b·output_loss``) among those that keep the top-1 class.
 Ghorbani et al. take signed gradient steps and check the label after each; the loop
-here is shared with the targeted attack instead of written twice. No library
-implements these attacks, so the objectives are written here.
+here is shared with the targeted attack instead of written twice, and so is its stopping rule
+(``tol``: each image runs until its best evaluated loss has converged). No library implements these
+attacks, so the objectives are written here.
 """
 
 from __future__ import annotations
@@ -31,19 +32,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attack import (
-    ATTACK_METHOD_DEFAULTS,
-    GRADIENT_METHODS,
-    AttackResult,
-    _check,
-    _number,
-    attack_loop,
-    check_attack_params,
-    prepare_input,
-)
-from .diffexplain import check_method, explanation, normalized_map
-from .errors import ParamError
-from .models import preserves_model_state
+from ..differentiable import check_method, differentiable_attribution, unit_sum_map
+from ..errors import ParamError
+from ..models import preserves_model_state
+from .loop import AttackResult, LoopSettings, attack_loop
+from .objective import MapLoss
+from .params import ATTACK_METHOD_DEFAULTS, GRADIENT_METHODS, check_attack_params, prepare_input
 
 #: The attack objectives: ``topk`` and ``center_of_mass``.
 KINDS = ("topk", "center_of_mass")
@@ -72,18 +66,19 @@ def center_of_mass(h: torch.Tensor) -> torch.Tensor:
     return torch.stack([(h.sum(2) * rows).sum(1) / total, (h.sum(1) * cols).sum(1) / total], 1)
 
 
-def topk_loss(h0: torch.Tensor, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Ghorbani et al.'s top-k objective: the share of each map on the top-k pixels of ``h0``, (B,) in [0, 1]."""
+def topk_loss(h0: torch.Tensor, k: int) -> MapLoss:
+    """Ghorbani et al.'s top-k objective: the share of each map on the top-k pixels of its row of ``h0``,
+    (b,) in [0, 1], for maps (b, H, W) of the images ``idx``."""
     mask = topk_mask(h0, k)
-    return lambda h: (h * mask).sum((1, 2)) / h.sum((1, 2)).clamp_min(torch.finfo(h.dtype).tiny)
+    return lambda h, idx: (h * mask[idx]).sum((1, 2)) / h.sum((1, 2)).clamp_min(torch.finfo(h.dtype).tiny)
 
 
-def center_of_mass_loss(h0: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def center_of_mass_loss(h0: torch.Tensor) -> MapLoss:
     """Ghorbani et al.'s centre-of-mass objective: minus the distance (pixels) of each map's centre
-    of mass from ``h0``'s, (B,) ≤ 0."""
+    of mass from its row of ``h0``'s, (b,) ≤ 0, for maps (b, H, W) of the images ``idx``."""
     c0 = center_of_mass(h0)
     # + tiny under the root: the distance's gradient is undefined where it is 0 (the first step).
-    return lambda h: -(((center_of_mass(h) - c0) ** 2).sum(1) + 1e-12).sqrt()
+    return lambda h, idx: -(((center_of_mass(h) - c0[idx]) ** 2).sum(1) + 1e-12).sqrt()
 
 
 @preserves_model_state
@@ -106,6 +101,7 @@ def untargeted_attack(
     fast: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     progress: bool = False,
+    tol: float | None = None,
     **params: Any,
 ) -> AttackResult:
     """Push the explanation of ``x`` away from itself, keeping the class (Ghorbani et al. 2019).
@@ -118,35 +114,29 @@ def untargeted_attack(
         kind: ``topk`` (minimise the map's share on its original top-k pixels) or
             ``center_of_mass`` (maximise the shift of its centre of mass, in pixels).
         k: pixels of the top-k set, 1 ≤ k < H·W (``topk`` only; 1000 as in the paper and ``metrics.top_k``).
-        eps: L∞ budget in pixel units, in (0, 1]; default 8/255 (Ghorbani et al.'s largest);
+        eps: L∞ budget in pixel units, in [0, 1] (0: x_adv = x); default 8/255 (Ghorbani et al.'s largest);
             None → no budget. ``x_adv`` is always clamped to [0, 1].
         lr, lr_end: Adam step in pixel units, cosine-decayed to ``lr_end``.
         a: weight of the explanation term; None → :data:`DEFAULT_A` of ``kind``.
         b: weight of the output term ``MSE(softmax(x_adv), softmax(x))``.
-        beta_start, beta_end, eval_every, resample, fast, callback, progress, **params: as for
+        beta_start, beta_end, eval_every, resample, fast, callback, progress, tol, **params: as for
             :func:`deepsaliency.attack.run_attack`.
 
     Returns:
-        An :class:`~deepsaliency.attack.AttackResult`: ``x_adv`` (B, 3, H, W), ``adv_expl`` its
+        An :class:`~deepsaliency.attack.loop.AttackResult`: ``x_adv`` (B, 3, H, W), ``adv_expl`` its
         normalised map on the original network (B, H, W), ``target_map`` the ORIGINAL normalised
         map h(x) the attack moves away from; ``expl_loss`` in the records is the top-k share
         (in [0, 1]) or minus the centre-of-mass shift (pixels).
 
     Raises:
         ParamError: a bad argument (named), or a map that does not depend on the input
-            (see :func:`deepsaliency.attack.check_curvature`).
+            (see :func:`deepsaliency.attack.network.check_curvature`).
     """
-    check_method(exp_method)
+    check_method(exp_method, "exp_method")
     if kind not in KINDS:
         raise ParamError(f"kind: {kind!r} is not allowed (one of {', '.join(KINDS)})")
     a = DEFAULT_A[kind] if a is None else a
-    check_attack_params(num_iter, lr, a, b, beta_start, beta_end, eps, eval_every)
-    _check(
-        "lr_end",
-        lr_end,
-        lr_end is None or (_number(lr_end) and 0 <= lr_end <= 1),
-        "null (constant lr) or a number in [0, 1]",
-    )
+    check_attack_params(num_iter, lr, a, b, beta_start, beta_end, eps, eval_every, lr_end, tol)
     x = prepare_input(model, x)
     pixels = x.shape[-2] * x.shape[-1]
     if kind == "topk" and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < pixels):
@@ -160,28 +150,7 @@ def untargeted_attack(
         probs_0 = model(x).softmax(-1)
     cls = probs_0.argmax(-1)
     x0 = x.detach().clone().requires_grad_(exp_method in GRADIENT_METHODS)
-    h0 = normalized_map(explanation(model, x0, exp_method, cls, create_graph=False, **params).detach()).detach()
+    h0 = unit_sum_map(differentiable_attribution(model, x0, exp_method, cls, create_graph=False, **params).detach())
     map_loss = topk_loss(h0, k) if kind == "topk" else center_of_mass_loss(h0)
-    return attack_loop(
-        model,
-        x,
-        exp_method,
-        cls,
-        probs_0,
-        params,
-        map_loss,
-        h0,
-        num_iter=num_iter,
-        lr=lr,
-        lr_end=lr_end,
-        a=a,
-        b=b,
-        beta_start=beta_start,
-        beta_end=beta_end,
-        eps=eps,
-        eval_every=eval_every,
-        resample=resample,
-        fast=fast,
-        callback=callback,
-        progress=progress,
-    )
+    run = LoopSettings(num_iter, lr, lr_end, beta_start, beta_end, eval_every, resample, fast, tol, callback, progress)
+    return attack_loop(model, x, exp_method, cls, probs_0, params, map_loss, h0, a=a, b=b, eps=eps, run=run)

@@ -19,10 +19,16 @@ the same inputs (tests/test_diffexplain.py checks 1e-4 relative error):
   :class:`~deepsaliency.rise.RiseMasks` (all, or a fixed random subset).
 
 Each returns the raw attribution (B, 3, H, W) — (B, 1, H, W) for ``rise`` —
-and :func:`normalized_map` gives the paper's ``h = Σ_c |attr| / total``.
+and :func:`unit_sum_map` gives the paper's ``h = Σ_c |attr| / total`` (each map sums to 1; not to be
+confused with :func:`deepsaliency.metrics.similarity.normalize_map`, a map divided by its maximum).
+
+Public names: :func:`differentiable_attribution` (alias :func:`explanation`, the seed project's
+name) and :func:`unit_sum_map` (alias :func:`normalized_map`, the name before issue 13).
 """
+
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -32,16 +38,20 @@ from torch import nn
 
 from ._validate import check_int, check_target, num_classes
 from .errors import ParamError
+from .methods import ATTACK_METHODS
 from .models import preserves_model_state
 
-DIFF_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise")
+#: The methods written here twice-differentiably: the registry's attackable ones (:mod:`deepsaliency.methods`).
+DIFF_METHODS = ATTACK_METHODS
 
 
 def _check_int(name: str, value: Any, low: int = 1) -> int:
     return check_int(value, name, low)
 
 
-def _gradient(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _gradient(
+    model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(∇_inputs Σ_b f_{target_b}(inputs_b), logits): gradient of each image's target logit."""
     with torch.enable_grad():
         if not inputs.requires_grad:
@@ -57,7 +67,10 @@ def _batched_gradient(model, inputs, target, create_graph, batch_size) -> torch.
     if batch_size is None or batch_size >= len(inputs):
         return _gradient(model, inputs, target, create_graph)[0]
     return torch.cat(
-        [_gradient(model, inputs[i : i + batch_size], target[i : i + batch_size], create_graph)[0] for i in range(0, len(inputs), batch_size)]
+        [
+            _gradient(model, inputs[i : i + batch_size], target[i : i + batch_size], create_graph)[0]
+            for i in range(0, len(inputs), batch_size)
+        ]
     )
 
 
@@ -72,12 +85,22 @@ def _input_x_gradient(model, x, target, create_graph):
 
 
 def _integrated_gradients(
-    model, x, target, create_graph, n_steps: int = 50, integration: str = "gausslegendre", internal_batch_size: int | None = 16, alpha_seed: int | None = None
+    model,
+    x,
+    target,
+    create_graph,
+    n_steps: int = 50,
+    integration: str = "gausslegendre",
+    internal_batch_size: int | None = 16,
+    alpha_seed: int | None = None,
 ):
     n_steps = _check_int("integrated_gradients.n_steps", n_steps)
     if alpha_seed is None:
         if integration not in SUPPORTED_METHODS:
-            raise ParamError(f"integrated_gradients.integration: {integration!r} is not allowed (one of {', '.join(SUPPORTED_METHODS)})")
+            raise ParamError(
+                f"integrated_gradients.integration: {integration!r} is not allowed "
+                f"(one of {', '.join(SUPPORTED_METHODS)})"
+            )
         if integration.startswith("riemann"):  # Captum asserts "The number of steps has to be larger than one"
             n_steps = check_int(n_steps, "integrated_gradients.n_steps", 2, why=f"integration {integration}")
         step_sizes_fn, alphas_fn = approximation_parameters(integration)
@@ -96,7 +119,9 @@ def _integrated_gradients(
     return total * x, None  # baseline 0: attribution = (x − 0) · Σ w_k ∇f(α_k x)
 
 
-def smoothgrad_noise(shape: torch.Size, nt_samples: int, stdevs: float, seed: int, nt_samples_batch_size: int | None, device) -> torch.Tensor:
+def smoothgrad_noise(
+    shape: torch.Size, nt_samples: int, stdevs: float, seed: int, nt_samples_batch_size: int | None, device
+) -> torch.Tensor:
     """The noise of :func:`_smoothgrad`, (nt_samples·B, C, H, W), image-major.
 
     Drawn in Captum's order — one ``torch.normal`` per partition of
@@ -108,12 +133,22 @@ def smoothgrad_noise(shape: torch.Size, nt_samples: int, stdevs: float, seed: in
     part = nt_samples if nt_samples_batch_size is None else min(nt_samples, nt_samples_batch_size)
     sizes = [part] * (nt_samples // part) + ([nt_samples % part] if nt_samples % part else [])
     gen = torch.Generator().manual_seed(int(seed))
-    chunks = [torch.normal(0.0, float(stdevs), (b * k, *shape[1:]), generator=gen).view(b, k, *shape[1:]) for k in sizes]
+    chunks = [
+        torch.normal(0.0, float(stdevs), (b * k, *shape[1:]), generator=gen).view(b, k, *shape[1:]) for k in sizes
+    ]
     return torch.cat(chunks, dim=1).reshape(b * nt_samples, *shape[1:]).to(device)
 
 
 def _smoothgrad(
-    model, x, target, create_graph, nt_samples: int = 20, stdevs: float = 0.15, seed: int = 0, nt_samples_batch_size: int | None = 10, abs: bool = True
+    model,
+    x,
+    target,
+    create_graph,
+    nt_samples: int = 20,
+    stdevs: float = 0.15,
+    seed: int = 0,
+    nt_samples_batch_size: int | None = 10,
+    abs: bool = True,
 ):
     nt_samples = _check_int("smoothgrad.nt_samples", nt_samples)
     if nt_samples_batch_size is not None:  # 0 would mean partitions of no samples
@@ -122,7 +157,13 @@ def _smoothgrad(
         raise ParamError(f"smoothgrad.stdevs: {stdevs!r} is not allowed (a number ≥ 0, pixel units)")
     noise = smoothgrad_noise(x.shape, nt_samples, stdevs, seed, nt_samples_batch_size, x.device)
     noisy = x.repeat_interleave(nt_samples, dim=0) + noise.to(x.dtype)
-    grads = _batched_gradient(model, noisy, target.repeat_interleave(nt_samples), create_graph, nt_samples_batch_size and nt_samples_batch_size * len(x))
+    grads = _batched_gradient(
+        model,
+        noisy,
+        target.repeat_interleave(nt_samples),
+        create_graph,
+        nt_samples_batch_size and nt_samples_batch_size * len(x),
+    )
     grads = grads.abs() if abs else grads
     return grads.view(len(x), nt_samples, *x.shape[1:]).mean(1), None
 
@@ -131,11 +172,21 @@ def rise_subset(n_masks: int, k: int | None, seed: int = 0) -> np.ndarray:
     """Indices of the fixed random subset of ``k`` of ``n_masks`` masks (sorted; None → all)."""
     if k is None or k >= n_masks:
         return np.arange(n_masks)
-    k = _check_int("attack.rise_masks", k)
+    k = _check_int("rise_masks", k)
     return np.sort(np.random.default_rng(seed).choice(n_masks, size=k, replace=False))
 
 
-def _rise(model, x, target, create_graph, masks=None, rise_masks: int | None = None, mask_seed: int = 0, batch_size: int = 16, p1: float | None = None):
+def _rise(
+    model,
+    x,
+    target,
+    create_graph,
+    masks=None,
+    rise_masks: int | None = None,
+    mask_seed: int = 0,
+    batch_size: int = 16,
+    p1: float | None = None,
+):
     if masks is None:
         raise ParamError("rise: needs masks (generate_masks(...) or the masks stage's data/masks/masks.npz)")
     idx = rise_subset(len(masks), rise_masks, mask_seed)
@@ -145,8 +196,8 @@ def _rise(model, x, target, create_graph, masks=None, rise_masks: int | None = N
     batch_size = _check_int("rise.batch_size", batch_size)
     sal = []
     with torch.set_grad_enabled(create_graph):
-        for xi, t in zip(x, target):
-            acc = 0
+        for xi, t in zip(x, target, strict=True):
+            acc = torch.zeros(h * w, dtype=x.dtype, device=x.device)
             for i in range(0, k, batch_size):
                 mi = m[i : i + batch_size]
                 probs = model((xi[None] * mi).contiguous(memory_format=torch.channels_last)).softmax(-1)[:, t]
@@ -164,9 +215,15 @@ _DISPATCH = {
 }
 
 
-def check_method(method: str) -> str:
+def method_default(method: str, name: str) -> Any:
+    """The default of parameter ``name`` of ``method``'s explanation (read from its signature: one default)."""
+    return inspect.signature(_DISPATCH[method]).parameters[name].default
+
+
+def check_method(method: str, name: str = "method") -> str:
+    """``method`` if it has a differentiable explanation, else a one-line :class:`ParamError` naming ``name``."""
     if method not in _DISPATCH:
-        raise ParamError(f"attack.methods: {method!r} cannot be attacked (allowed: {', '.join(DIFF_METHODS)})")
+        raise ParamError(f"{name}: {method!r} cannot be attacked (allowed: {', '.join(DIFF_METHODS)})")
     return method
 
 
@@ -187,8 +244,10 @@ def explanation_and_logits(
 
 
 @preserves_model_state
-def explanation(model: nn.Module, x: torch.Tensor, method: str, target, create_graph: bool = True, **params: Any) -> torch.Tensor:
-    """The raw attribution of ``method``, differentiable with respect to ``x``.
+def differentiable_attribution(
+    model: nn.Module, x: torch.Tensor, method: str, target: Any, create_graph: bool = True, **params: Any
+) -> torch.Tensor:
+    """The raw attribution of ``method``, differentiable with respect to ``x`` (alias :func:`explanation`).
 
     Args:
         model: a classifier in pixel space returning logits.
@@ -217,10 +276,18 @@ def explanation(model: nn.Module, x: torch.Tensor, method: str, target, create_g
     return explanation_and_logits(model, x, method, target, create_graph, **params)[0]
 
 
-def normalized_map(attribution: torch.Tensor) -> torch.Tensor:
+#: The seed project's name of :func:`differentiable_attribution` (public API, kept).
+explanation = differentiable_attribution
+
+
+def unit_sum_map(attribution: torch.Tensor) -> torch.Tensor:
     """``h = Σ_c |attr| / Σ_{c,i,j} |attr|`` per image: (B, C, H, W) → (B, H, W), each summing to 1.
 
     Dombrowski et al.'s normalisation; for RISE (non-negative) it is the saliency over its total.
     """
     h = attribution.abs().sum(1)
     return h / h.sum((1, 2), keepdim=True).clamp_min(torch.finfo(h.dtype).tiny)
+
+
+#: The name of :func:`unit_sum_map` before issue 13 (public API, kept).
+normalized_map = unit_sum_map

@@ -1,0 +1,110 @@
+"""The prepare stage (stages/prepare.py) and its params.yaml keys: what it prints, and that bad labels or a
+sample that needs labels fail with one line naming the key before anything is touched.
+
+Split from test_dataset.py (the library side of image folders), on the same real photo folder.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from deepsaliency.config import validate
+from deepsaliency.errors import ParamError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_params_validate_the_new_prepare_keys():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert validate(params)["prepare"]["sample"] == {"n": None, "per_class": None, "only_correct": False, "seed": 0}
+    for key, value, allowed in (
+        ("n", 0, "null or an integer ≥ 1"),
+        ("seed", -1, "an integer ≥ 0"),
+        ("only_correct", "yes", "true or false"),
+    ):
+        bad = yaml.safe_load((ROOT / "params.yaml").read_text())
+        bad["prepare"]["sample"][key] = value
+        with pytest.raises(ParamError, match=rf"prepare.sample.{key}: {value!r} is not allowed \(expected {allowed}\)"):
+            validate(bad)
+
+
+# -------------------------------------------------------------------------------------------------- stage
+@pytest.fixture
+def project(tmp_path, photo_folder) -> Path:
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(photo_folder[0], tmp_path / "data/images")
+    return tmp_path
+
+
+def run_prepare(project: Path, **prepare_params) -> subprocess.CompletedProcess:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["prepare"].update(prepare_params)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return subprocess.run(
+        [sys.executable, "stages/prepare.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+
+
+def test_stage_prints_skipped_files_sample_and_accuracy(project):
+    (project / "data/images/README.txt").write_text("about these photos")
+    proc = run_prepare(project, sample={"n": 6, "per_class": 2, "only_correct": False, "seed": 1})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "skipped README.txt: not an image (extension '.txt' is not a format Pillow reads)"
+    assert out[1].startswith("sample: 6 of 10 images (seed 1, n 6, per_class 2, only_correct False)")
+    manifest = pd.read_csv(project / "data/prepared/manifest.csv")
+    assert len(manifest) == 6 and manifest.true_label.value_counts().max() <= 2
+    assert out[-1] == f"top-1 accuracy: {manifest.correct.mean():.3f} ({manifest.correct.sum()}/6)"
+
+
+@pytest.mark.parametrize(
+    "change, fragments",
+    [
+        ({"labels": "nowhere.csv"}, ("prepare.labels: 'nowhere.csv' does not exist",)),
+        (
+            {"sample": {"n": 0, "per_class": None, "only_correct": False, "seed": 0}},
+            ("prepare.sample.n: 0 is not allowed",),
+        ),
+        ({"images": "data/empty"}, ("data/empty/n01440764: class folder holds no images",)),
+    ],
+)
+def test_stage_refuses_bad_labels_with_one_line_and_writes_nothing(project, change, fragments):
+    (project / "data/empty/n01440764").mkdir(parents=True)
+    proc = run_prepare(project, **change)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and all(f in lines[0] for f in fragments), proc.stderr
+    assert not (project / "data/prepared").exists()
+    assert not any(p.name.startswith(".prepared.tmp") for p in (project / "data").iterdir())
+
+
+def test_a_sample_that_needs_labels_is_refused_before_anything_is_touched(project):
+    """Checked before the model loads: a previous result stays, the message names the params.yaml key."""
+    flat = project / "data/flat"
+    flat.mkdir(parents=True)
+    photo = next(p for p in sorted((project / "data/images").rglob("*")) if p.is_file())
+    shutil.copy2(photo, flat / f"one{photo.suffix}")
+    (project / "data/prepared").mkdir(parents=True)
+    (project / "data/prepared/manifest.csv").write_text("earlier run\n")
+    proc = run_prepare(
+        project, images="data/flat", sample={"n": None, "per_class": 2, "only_correct": False, "seed": 0}
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: prepare.sample.per_class: 2 needs true labels (class folders or a labels file), "
+        "and these images have none"
+    ]
+    assert (project / "data/prepared/manifest.csv").read_text() == "earlier run\n"
+
+
+# ------------------------------------------------------------------------------------------------- memory
