@@ -33,3 +33,15 @@ def photo_folder(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("photos") / "images"
     return root, make_real_photo_folder(root, copies_per_photo=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, model):
+    """A prepare-stage output (RGB PNGs at the input size + manifest.csv) of the three sample photos, made here:
+    a fresh clone has no data/prepared until `dvc repro` runs."""
+    from deepsaliency.data import prepare_images
+
+    out = tmp_path_factory.mktemp("prepared") / "prepared"
+    out.mkdir()
+    prepare_images(SAMPLES, out, model, log=None)
+    return out

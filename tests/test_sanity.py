@@ -274,10 +274,10 @@ def test_stage_depth_zero_is_the_explain_stages_map_exactly(model, samples):
     assert set(table[table.depth == 2].layer) == {"net.conv_head"}
 
 
-def _project(tmp_path: Path, **sections) -> Path:
+def _project(tmp_path: Path, prepared: Path, **sections) -> Path:
     shutil.copytree(ROOT / "stages", tmp_path / "stages")
     (tmp_path / "data").mkdir()
-    shutil.copytree(ROOT / "data" / "prepared", tmp_path / "data" / "prepared")
+    shutil.copytree(prepared, tmp_path / "data" / "prepared")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.update(sections)
     params["metrics"]["bootstrap"]["n_resamples"] = 200
@@ -290,13 +290,13 @@ def _run(project: Path, script: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, script], cwd=project, capture_output=True, text=True, env=env)
 
 
-def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path):
+def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path, prepared):
     section = {"methods": ["saliency", "guided_backprop"], "variants": ["cascading"], "max_depth": 2, "seed": 0}
-    project = _project(tmp_path, sanity=section)
+    project = _project(tmp_path, prepared, sanity=section)
     proc = _run(project, "stages/sanity.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
     per_image = pd.read_csv(project / "reports/sanity/per_image.csv")
-    stems = pd.read_csv(ROOT / "data/prepared/manifest.csv").stem.tolist()
+    stems = pd.read_csv(prepared / "manifest.csv").stem.tolist()
     assert len(per_image) == len(stems) * 2 * 3 and set(per_image.image) == set(stems)
     summary = pd.read_csv(project / "reports/sanity/summary.csv")
     assert list(summary.columns) == ["method", "variant", "depth", "layer", "metric", "mean", "ci_low", "ci_high", "n"]
@@ -315,9 +315,9 @@ def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path):
     assert (project / "reports/sanity/sanity.png").stat().st_size > 10_000
 
 
-def test_sanity_stage_rejects_a_depth_beyond_the_models_layer_groups(tmp_path):
+def test_sanity_stage_rejects_a_depth_beyond_the_models_layer_groups(tmp_path, prepared):
     section = {"methods": ["saliency"], "variants": ["cascading"], "max_depth": 11, "seed": 0}
-    proc = _run(_project(tmp_path, sanity=section), "stages/sanity.py")
+    proc = _run(_project(tmp_path, prepared, sanity=section), "stages/sanity.py")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines == [

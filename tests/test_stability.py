@@ -137,10 +137,10 @@ def test_seeded_reruns_on_the_real_model_are_identical_and_leave_the_global_gene
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _project(tmp_path: Path, section: dict) -> Path:
+def _project(tmp_path: Path, prepared: Path, section: dict) -> Path:
     shutil.copytree(ROOT / "stages", tmp_path / "stages")
     (tmp_path / "data").mkdir()
-    shutil.copytree(ROOT / "data" / "prepared", tmp_path / "data" / "prepared")
+    shutil.copytree(prepared, tmp_path / "data" / "prepared")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["stability"] = section
     params["metrics"]["bootstrap"]["n_resamples"] = 200
@@ -153,13 +153,13 @@ def _run(project: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "stages/stability.py"], cwd=project, capture_output=True, text=True, env=env)
 
 
-def test_stability_stage_end_to_end_and_seeded(tmp_path):
+def test_stability_stage_end_to_end_and_seeded(tmp_path, prepared):
     section = {"methods": ["saliency", "gradcam"], "radius": 0.02, "n_perturb_samples": 2, "seed": 0, "batch_size": 2}
-    project = _project(tmp_path, section)
+    project = _project(tmp_path, prepared, section)
     proc = _run(project)
     assert proc.returncode == 0, proc.stderr[-3000:]
     per_image = pd.read_csv(project / "reports/stability/per_image.csv")
-    stems = pd.read_csv(ROOT / "data/prepared/manifest.csv").stem.tolist()
+    stems = pd.read_csv(prepared / "manifest.csv").stem.tolist()
     assert list(per_image.columns) == ["image", "method", "sensitivity_max", "infidelity"]
     assert len(per_image) == 2 * len(stems) and (per_image[["sensitivity_max", "infidelity"]] > 0).all().all()
     summary = pd.read_csv(project / "reports/stability/summary.csv")
@@ -175,9 +175,9 @@ def test_stability_stage_end_to_end_and_seeded(tmp_path):
     assert (project / "reports/stability/per_image.csv").read_bytes() == first  # a rerun is byte-identical
 
 
-def test_stability_stage_rejects_a_radius_outside_pixel_units(tmp_path):
+def test_stability_stage_rejects_a_radius_outside_pixel_units(tmp_path, prepared):
     section = {"methods": ["saliency"], "radius": 2, "n_perturb_samples": 2, "seed": 0, "batch_size": 2}
-    proc = _run(_project(tmp_path, section))
+    proc = _run(_project(tmp_path, prepared, section))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: stability.radius: 2 is not allowed (expected a number in (0, 1])"
