@@ -1,4 +1,10 @@
-"""Test helpers shared by several test modules: the one tiny test network and its inputs."""
+"""Test helpers shared by several test modules: the one tiny test network and its inputs, and running a
+stage script in a copy of the project."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,3 +86,15 @@ def corner_map(n: int, size: int = 24) -> torch.Tensor:
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+
+def run_stage(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``python <args>`` in ``project`` (a copy of the repo's stages and params), output captured, warnings off;
+    ``env`` adds variables (e.g. ``PYTHONPATH`` to import the checkout's library, ``OMP_NUM_THREADS``)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore", **env),
+    )

@@ -4,15 +4,14 @@ sample that needs labels fail with one line naming the key before anything is to
 Split from test_dataset.py (the library side of image folders), on the same real photo folder.
 """
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_stage
 
 from deepsaliency.config import validate
 from deepsaliency.errors import ParamError
@@ -47,13 +46,7 @@ def run_prepare(project: Path, **prepare_params) -> subprocess.CompletedProcess:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["prepare"].update(prepare_params)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return subprocess.run(
-        [sys.executable, "stages/prepare.py"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+    return run_stage(project, "stages/prepare.py")
 
 
 def test_stage_prints_skipped_files_sample_and_accuracy(project):

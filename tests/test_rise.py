@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import run_stage
 from skimage.transform import resize
 
 from deepsaliency import generate_masks
@@ -231,10 +232,8 @@ def test_bad_sampling_is_named():
 
 
 def test_masks_stage_writes_the_chosen_sampling_and_rejects_an_unknown_one(tmp_path):
-    import os
     import shutil
     import subprocess
-    import sys
     from pathlib import Path
 
     import yaml
@@ -247,13 +246,7 @@ def test_masks_stage_writes_the_chosen_sampling_and_rejects_an_unknown_one(tmp_p
 
     def run() -> subprocess.CompletedProcess:
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        return subprocess.run(
-            [sys.executable, "stages/masks.py"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, PYTHONWARNINGS="ignore"),
-        )
+        return run_stage(tmp_path, "stages/masks.py")
 
     proc = run()
     assert proc.returncode == 0, proc.stderr

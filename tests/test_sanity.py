@@ -2,11 +2,9 @@
 
 import importlib.util
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 import scipy.stats
 import torch
 import yaml
+from helpers import run_stage
 from torch import nn
 
 from deepsaliency import Model
@@ -286,8 +285,7 @@ def _project(tmp_path: Path, prepared: Path, **sections) -> Path:
 
 
 def _run(project: Path, script: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
-    return subprocess.run([sys.executable, script], cwd=project, capture_output=True, text=True, env=env)
+    return run_stage(project, script, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
 
 
 def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path, prepared):

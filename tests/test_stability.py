@@ -1,10 +1,8 @@
 """Max-sensitivity and infidelity (deepsaliency.metrics.stability) against hand computations and on the real model."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import run_stage
 from torch import nn
 
 from deepsaliency import Model
@@ -149,8 +148,7 @@ def _project(tmp_path: Path, prepared: Path, section: dict) -> Path:
 
 
 def _run(project: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
-    return subprocess.run([sys.executable, "stages/stability.py"], cwd=project, capture_output=True, text=True, env=env)
+    return run_stage(project, "stages/stability.py", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
 
 
 def test_stability_stage_end_to_end_and_seeded(tmp_path, prepared):

@@ -1,14 +1,13 @@
 """Bad input costs seconds: stages exit 2 with one line naming what to fix, and leave no half-written output."""
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from helpers import run_stage
 from PIL import Image
 
 from deepsaliency.stage import atomic_dir, atomic_file
@@ -25,16 +24,6 @@ def project(tmp_path) -> Path:
         tmp_path / "data/images/ok.png"
     )
     return tmp_path
-
-
-def run_stage(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
 
 
 def set_param(project: Path, path: str, value) -> None:
