@@ -10,19 +10,23 @@ range checks that no library offers with this message format.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported where a tensor is checked: params validation stays torch-free
+    import torch
+    from torch import nn
 
 from .errors import ParamError
 
 
 def _short(value: Any, limit: int = 60) -> str:
     """``repr`` of ``value`` cut to ``limit`` characters (a 1000-element target stays one short line)."""
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported
+    if torch is not None and isinstance(value, torch.Tensor):
         text = f"tensor({value.tolist()!r})" if value.numel() <= 16 else f"tensor of shape {tuple(value.shape)}"
     else:
         text = repr(value)
@@ -118,6 +122,8 @@ def check_choice(value: Any, name: str, options: Sequence[str]) -> str:
 def num_classes(model: nn.Module, x: torch.Tensor) -> int:
     """How many classes ``model`` scores: ``len(model.labels)`` for a :class:`deepsaliency.Model`
     with labels, else the width of the logits of one forward pass on ``x[:1]`` (B, 3, H, W)."""
+    import torch
+
     labels = getattr(model, "labels", None)
     if labels:
         return len(labels)
@@ -142,6 +148,8 @@ def check_target(target: Any, n_images: int, num_classes: int, name: str = "targ
         ParamError: a wrong type, a value outside [0, K − 1], or a count that is neither 1 nor B,
             as one line naming ``name``.
     """
+    import torch
+
     allowed = f"a class index in [0, {num_classes - 1}]"
     if n_images > 1:
         allowed += f", one for all {n_images} images or exactly one per image"

@@ -9,6 +9,8 @@ Layout::
                                                             converged, steps, passes), one folder per budget e (/255)
     data/attacks/pgd/<stem>.npz                   pgd       (x_adv, map_<method>..., label_adv, prob_adv)
     reports/attack_loss/<method>-eps<e>.csv       attack    (per-step losses)
+    data/untargeted/<method>/eps<e>/<stem>.npz    untargeted (x_adv_<kind>, map_<kind> per kind)
+    reports/untargeted/<method>-eps<e>.csv        untargeted (per image × kind: top-k intersection, ...)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ MASKS = Path("data/masks/masks.npz")
 EXPLANATIONS = Path("data/explanations")
 ATTACKS = Path("data/attacks")
 ATTACK_LOSSES = Path("reports/attack_loss")
+UNTARGETED = Path("reports/untargeted")
+UNTARGETED_ATTACKS = Path("data/untargeted")
 #: The prediction attack: one folder, its budget is ``pgd.eps``.
 PGD = "pgd"
 MANIFEST_COLUMNS = ["file", "stem", "class_idx", "label", "prob"]
@@ -85,6 +89,17 @@ def attack_dir(attack: str, eps: float | None = None, root: str | Path = ATTACKS
 
 def attack_loss_file(method: str, eps: float, root: str | Path = ATTACK_LOSSES) -> Path:
     """The per-step loss CSV of the attack on ``method`` at budget ``eps`` (/255)."""
+    return Path(root) / f"{method}-{eps_name(eps)}.csv"
+
+
+def untargeted_dir(method: str, eps: float, root: str | Path = UNTARGETED_ATTACKS) -> Path:
+    """Where the untargeted attack on ``method`` at budget ``eps`` (/255) writes ``<stem>.npz``: per kind,
+    ``x_adv_<kind>`` (3, H, W) and ``map_<kind>`` (H, W), the method's map on it."""
+    return Path(root) / method / eps_name(eps)
+
+
+def untargeted_file(method: str, eps: float, root: str | Path = UNTARGETED) -> Path:
+    """The per-image CSV of the untargeted attack (Ghorbani et al. 2019) on ``method`` at budget ``eps`` (/255)."""
     return Path(root) / f"{method}-{eps_name(eps)}.csv"
 
 

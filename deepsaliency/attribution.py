@@ -31,6 +31,8 @@ from .errors import AttributionError, ParamError
 from .methods import check_ig_steps, check_occlusion
 from .methods import method as _method
 from .models import model_device, preserves_model_state
+from .params import DEFAULTS as D  # the one default of each parameter: the params section's
+from .params import section_defaults
 
 
 @contextlib.contextmanager
@@ -51,7 +53,8 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
-def _saliency(model, x, target, abs: bool = True):
+@section_defaults(D.saliency)
+def _saliency(model, x, target, abs: bool):
     return Saliency(model).attribute(x, target=target, abs=abs)
 
 
@@ -59,9 +62,8 @@ def _input_x_gradient(model, x, target):
     return InputXGradient(model).attribute(x, target=target)
 
 
-def _integrated_gradients(
-    model, x, target, n_steps: int = 50, integration: str = "gausslegendre", internal_batch_size: int = 16
-):
+@section_defaults(D.integrated_gradients)
+def _integrated_gradients(model, x, target, n_steps: int, integration: str, internal_batch_size: int):
     # "integration" is Captum's ``method`` (renamed: ``method`` names the attribution method here).
     # Baseline: black image (zero in pixel space), the usual choice for ImageNet.
     check_ig_steps(n_steps, integration)
@@ -75,9 +77,8 @@ def _integrated_gradients(
     )
 
 
-def _smoothgrad(
-    model, x, target, nt_samples: int = 20, stdevs: float = 0.15, seed: int = 0, nt_samples_batch_size: int = 10
-):
+@section_defaults(D.smoothgrad)
+def _smoothgrad(model, x, target, nt_samples: int, stdevs: float, seed: int, nt_samples_batch_size: int):
     # stdevs is in [0, 1] pixel units (0.15 ≈ the 10–20 % noise level Smilkov et al. recommend).
     with seeded(seed, x.device):
         return NoiseTunnel(Saliency(model)).attribute(
@@ -91,16 +92,16 @@ def _smoothgrad(
         )
 
 
-def _gradient_shap(model, x, target, n_samples: int = 20, stdevs: float = 0.1, seed: int = 0):
+@section_defaults(D.gradient_shap)
+def _gradient_shap(model, x, target, n_samples: int, stdevs: float, seed: int):
     # Baseline distribution: a black and a white image (pixel space).
     baselines = torch.cat([torch.zeros_like(x), torch.ones_like(x)])
     with seeded(seed, x.device):
         return GradientShap(model).attribute(x, baselines=baselines, target=target, n_samples=n_samples, stdevs=stdevs)
 
 
-def _occlusion(
-    model, x, target, window: int = 32, stride: int = 16, baseline: float = 0.0, perturbations_per_eval: int = 8
-):
+@section_defaults(D.occlusion)
+def _occlusion(model, x, target, window: int, stride: int, baseline: float, perturbations_per_eval: int):
     check_occlusion(window, stride, tuple(x.shape[-2:]))
     check_int(perturbations_per_eval, "perturbations_per_eval", 1)
     return Occlusion(model).attribute(
@@ -183,7 +184,8 @@ def check_gradcam_layer(
     return module
 
 
-def _gradcam(model, x, target, layer: str = "auto"):
+@section_defaults(D.gradcam)
+def _gradcam(model, x, target, layer: str):
     module = gradcam_layer(model, layer)
     # The hook stops a layer with no spatial output (net.classifier, net.global_pool, net) during
     # Captum's forward pass, instead of an interpolate traceback after it.
@@ -192,7 +194,7 @@ def _gradcam(model, x, target, layer: str = "auto"):
     return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
 
 
-def _rise(model, x, target, masks: rise_module.RiseMasks, batch_size: int = 16, progress: bool = False):
+def _rise(model, x, target, masks: rise_module.RiseMasks, batch_size: int | str = D.rise.batch_size, progress=False):
     if masks is None:
         raise ParamError("rise: needs masks (generate_masks(...) or the masks stage's data/masks/masks.npz)")
     sal = [
@@ -316,7 +318,7 @@ def check_model_params(params: dict, model: Any) -> None:
     ``gradcam.layer`` (and ``gradcam_plus_plus.layer``) must name a submodule whose output is a feature map
     (B, C, h, w) — probed with one forward pass of a black image at ``model.input_size`` — and
     ``explain.target`` must be a class of the model ([0, K) for its K outputs). The checks without a model
-    are :func:`deepsaliency.config.validate`'s.
+    are :func:`deepsaliency.params.validate`'s.
 
     Raises:
         ParamError: one line naming ``gradcam.layer``, ``gradcam_plus_plus.layer`` or ``explain.target``.

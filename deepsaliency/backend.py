@@ -18,11 +18,12 @@ boundaries (the batches are the same objects; each worker sets its own torch thr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar, cast
 
 from ._validate import check_choice
 from .errors import ParamError
+from .params import DEFAULTS
 
 R = TypeVar("R")
 
@@ -39,16 +40,30 @@ class Compute:
     Attributes:
         backend: ``local`` or ``ray``.
         workers: Ray actors (``ray`` only), ≥ 1.
-        threads: torch threads per worker (and of the local process), ≥ 1.
+        threads: torch threads per worker (and of the local process), ≥ 1; None = this process's torch default,
+            resolved here so that Ray workers (whose own default Ray sets to 1) use the same number.
         gpus_per_worker: GPUs per Ray actor (0 on a CPU machine; fractions share a GPU).
         ray_address: None = start Ray on this machine; ``auto`` or ``ray://host:port`` = join a cluster.
+
+    The defaults are the ``compute`` section's (:data:`deepsaliency.params.DEFAULTS`).
     """
 
-    backend: str = "local"
-    workers: int = 2
-    threads: int = 2
-    gpus_per_worker: float = 0.0
-    ray_address: str | None = None
+    backend: str = DEFAULTS.compute.backend
+    workers: int = DEFAULTS.compute.workers
+    threads: int | None = DEFAULTS.compute.threads
+    gpus_per_worker: float = DEFAULTS.compute.gpus_per_worker
+    ray_address: str | None = DEFAULTS.compute.ray_address
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any]) -> Compute:
+        """The settings of a validated ``compute`` params section (its ``batch_size`` is the stage's business)."""
+        return cls(**{f.name: section[f.name] for f in fields(cls)})
+
+    def torch_threads(self) -> int:
+        """The torch thread count every backend uses: :attr:`threads`, or this process's default."""
+        import torch
+
+        return torch.get_num_threads() if self.threads is None else self.threads
 
 
 class _Worker:
@@ -93,7 +108,7 @@ def start_ray(compute: Compute) -> None:
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if compute.ray_address is None:
-        kwargs["num_cpus"] = compute.workers * compute.threads
+        kwargs["num_cpus"] = compute.workers * compute.torch_threads()
         kwargs["num_gpus"] = int(round(compute.workers * compute.gpus_per_worker))
     else:
         kwargs["address"] = compute.ray_address
@@ -109,10 +124,9 @@ def _ray(task: Task, payloads: Iterable[Any], model_spec: dict, compute: Compute
     from ray.util import ActorPool
 
     start_ray(compute)
-    worker = ray.remote(num_cpus=compute.threads, num_gpus=compute.gpus_per_worker, max_restarts=3, max_task_retries=3)(
-        _Worker
-    )
-    actors: list[Any] = [worker.remote(model_spec, compute.threads) for _ in range(compute.workers)]
+    threads = compute.torch_threads()
+    worker = ray.remote(num_cpus=threads, num_gpus=compute.gpus_per_worker, max_restarts=3, max_task_retries=3)(_Worker)
+    actors: list[Any] = [worker.remote(model_spec, threads) for _ in range(compute.workers)]
     try:
         # ActorPool.map hands a payload to each free actor and yields results in input order. Ray annotates
         # its values as a list but only iterates them, so the payloads stay lazy.
@@ -142,5 +156,5 @@ def map_batches(
         ParamError: an unknown backend, or an unreachable Ray address.
     """
     if check_choice(compute.backend, "compute.backend", BACKENDS) == "local":
-        return _local(task, payloads, model, model_spec, compute.threads)
+        return _local(task, payloads, model, model_spec, compute.torch_threads())
     return _ray(task, payloads, model_spec, compute)

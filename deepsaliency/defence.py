@@ -40,6 +40,8 @@ from torch import nn
 from ._validate import check_float, check_int
 from .errors import ParamError
 from .nn.softplus import functional_softplus, softplus_activations
+from .params import DEFAULTS as D  # the one default of each parameter: the params section's
+from .params import section_defaults
 
 #: The β-smoothed methods of this module, in report order.
 DEFENCE_METHODS = ("saliency_smoothed", "input_x_gradient_smoothed", "integrated_gradients_smoothed")
@@ -91,9 +93,8 @@ def smoothed_network(model: nn.Module, beta: float, name: str = "beta") -> Itera
         )
 
 
-def saliency_smoothed(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, beta: float = 10.0, abs: bool = True
-) -> torch.Tensor:
+@section_defaults(D.saliency_smoothed)
+def saliency_smoothed(model: nn.Module, x: torch.Tensor, target: torch.Tensor, beta: float, abs: bool) -> torch.Tensor:
     """Saliency (Simonyan et al. 2014) of the β-smoothed network (Dombrowski et al. 2019, section 5).
 
     Args:
@@ -113,9 +114,8 @@ def saliency_smoothed(
         return Saliency(model).attribute(x, target=target, abs=abs)
 
 
-def input_x_gradient_smoothed(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, beta: float = 10.0
-) -> torch.Tensor:
+@section_defaults(D.input_x_gradient_smoothed)
+def input_x_gradient_smoothed(model: nn.Module, x: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
     """Input × Gradient (Shrikumar et al. 2016) of the β-smoothed network (Dombrowski et al. 2019, section 5).
 
     Args, Raises: as :func:`saliency_smoothed`.
@@ -127,14 +127,15 @@ def input_x_gradient_smoothed(
         return InputXGradient(model).attribute(x, target=target)
 
 
+@section_defaults(D.integrated_gradients_smoothed)
 def integrated_gradients_smoothed(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor,
-    beta: float = 10.0,
-    n_steps: int = 50,
-    integration: str = "gausslegendre",
-    internal_batch_size: int = 16,
+    beta: float,
+    n_steps: int,
+    integration: str,
+    internal_batch_size: int,
 ) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) of the β-smoothed network, black baseline.
 

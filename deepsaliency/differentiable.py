@@ -16,9 +16,16 @@ the same inputs (tests/test_diffexplain.py checks 1e-4 relative error):
   ``NoiseTunnel(Saliency)`` draws them after ``torch.manual_seed(seed)``, so the
   noise is fixed and the map deterministic and differentiable;
 * ``rise``: ``Σ_i softmax_c(f(x ⊙ M_i)) · M_i / (k · p1)`` over k masks of a
-  :class:`~deepsaliency.rise.RiseMasks` (all, or a fixed random subset).
+  :class:`~deepsaliency.rise.RiseMasks` (all, or a fixed random subset);
+* ``gradcam``: ``ReLU(up(Σ_k mean_ij(∂f_c/∂A_k) · A_k))`` for the feature map A of ``layer``
+  (Selvaraju et al. 2017) — Captum ``LayerGradCam``, upsampled bilinearly, then the registry's
+  ``relu_sum``; it depends on x through A and through ∂f_c/∂A (the second derivative of f: zero almost
+  everywhere for a ReLU network, and exactly zero after its last activation, where ∂f_c/∂A is constant);
+* ``saliency_smoothed``, ``input_x_gradient_smoothed``, ``integrated_gradients_smoothed``: the method on the
+  softplus-β network with the method's own fixed ``beta`` (Dombrowski et al. 2019, sec. 5;
+  :mod:`deepsaliency.defence` computes them with Captum). They return no logits: the classifier is the original.
 
-Each returns the raw attribution (B, 3, H, W) — (B, 1, H, W) for ``rise`` —
+Each returns the raw attribution (B, 3, H, W) — (B, 1, H, W) for ``rise`` and ``gradcam`` (already ≥ 0) —
 and :func:`unit_sum_map` gives the paper's ``h = Σ_c |attr| / total`` (each map sums to 1; not to be
 confused with :func:`deepsaliency.metrics.similarity.normalize_map`, a map divided by its maximum).
 
@@ -35,11 +42,14 @@ import numpy as np
 import torch
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS, approximation_parameters
 from torch import nn
+from torch.nn import functional as F
 
 from ._validate import check_int, check_target, num_classes
 from .errors import ParamError
 from .methods import ATTACK_METHODS
 from .models import preserves_model_state
+from .params import DEFAULTS as D  # the one default of each parameter: the params section's
+from .params import section_defaults
 
 #: The methods written here twice-differentiably: the registry's attackable ones (:mod:`deepsaliency.methods`).
 DIFF_METHODS = ATTACK_METHODS
@@ -74,7 +84,8 @@ def _batched_gradient(model, inputs, target, create_graph, batch_size) -> torch.
     )
 
 
-def _saliency(model, x, target, create_graph, abs: bool = True):
+@section_defaults(D.saliency)
+def _saliency(model, x, target, create_graph, abs: bool):
     grad, logits = _gradient(model, x, target, create_graph)
     return (grad.abs() if abs else grad), logits
 
@@ -84,14 +95,15 @@ def _input_x_gradient(model, x, target, create_graph):
     return x * grad, logits
 
 
+@section_defaults(D.integrated_gradients)
 def _integrated_gradients(
     model,
     x,
     target,
     create_graph,
-    n_steps: int = 50,
-    integration: str = "gausslegendre",
-    internal_batch_size: int | None = 16,
+    n_steps: int,
+    integration: str,
+    internal_batch_size: int | None,
     alpha_seed: int | None = None,
 ):
     n_steps = _check_int("integrated_gradients.n_steps", n_steps)
@@ -139,15 +151,16 @@ def smoothgrad_noise(
     return torch.cat(chunks, dim=1).reshape(b * nt_samples, *shape[1:]).to(device)
 
 
+@section_defaults(D.smoothgrad)
 def _smoothgrad(
     model,
     x,
     target,
     create_graph,
-    nt_samples: int = 20,
-    stdevs: float = 0.15,
-    seed: int = 0,
-    nt_samples_batch_size: int | None = 10,
+    nt_samples: int,
+    stdevs: float,
+    seed: int,
+    nt_samples_batch_size: int | None,
     abs: bool = True,
 ):
     nt_samples = _check_int("smoothgrad.nt_samples", nt_samples)
@@ -206,12 +219,49 @@ def _rise(
     return torch.stack(sal), None
 
 
+@section_defaults(D.gradcam)
+def _gradcam(model, x, target, create_graph, layer: str):
+    from .attribution import gradcam_layer, require_feature_map  # the explain stage's layer choice and check
+
+    module = gradcam_layer(model, layer)
+    feats: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: feats.append(out))
+    try:
+        with torch.enable_grad(), require_feature_map(module, layer):
+            logits = model(x if x.requires_grad else x.requires_grad_())
+    finally:
+        handle.remove()
+    a = feats[-1]
+    (grad,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), a, create_graph=create_graph)
+    # Captum's LayerGradCam: channel weights = spatial mean of ∂f_c/∂A; its attribution is then upsampled
+    # bilinearly (LayerAttribution.interpolate) and the registry's relu_sum reduction takes the ReLU.
+    cam = (grad.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)
+    return F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear").clamp_min(0), logits
+
+
+def _on_smoothed_network(plain):
+    """``plain`` computed on the softplus-β network (:func:`deepsaliency.defence.smoothed_network`), β fixed."""
+
+    def smoothed(model, x, target, create_graph, beta: float = 10.0, **params):
+        from .defence import smoothed_network
+
+        with smoothed_network(model, beta):
+            attr, _ = plain(model, x, target, create_graph, **params)
+        return attr, None  # the β-network's logits are not the classifier's: the caller runs the original
+
+    return smoothed
+
+
 _DISPATCH = {
     "saliency": _saliency,
     "input_x_gradient": _input_x_gradient,
     "integrated_gradients": _integrated_gradients,
     "smoothgrad": _smoothgrad,
     "rise": _rise,
+    "gradcam": _gradcam,
+    "saliency_smoothed": _on_smoothed_network(_saliency),
+    "input_x_gradient_smoothed": _on_smoothed_network(_input_x_gradient),
+    "integrated_gradients_smoothed": _on_smoothed_network(_integrated_gradients),
 }
 
 
@@ -258,16 +308,17 @@ def differentiable_attribution(
             integer tensor, one for all images or exactly one per image.
         create_graph: keep the graph of the gradient computation so the result
             can be differentiated again (False: a cheaper first-order value).
-        **params: the method's parameters — integrated_gradients: ``n_steps`` (50),
+        **params: the method's parameters — integrated_gradients: ``n_steps`` (32),
             ``integration`` ('gausslegendre'), ``internal_batch_size`` (16), ``alpha_seed``
             (None; an int → stratified random path points instead of the quadrature);
-            smoothgrad: ``nt_samples`` (20), ``stdevs`` (0.15), ``seed`` (0),
-            ``nt_samples_batch_size`` (10); saliency: ``abs`` (True); rise:
+            smoothgrad: ``nt_samples`` (16), ``stdevs`` (0.15), ``seed`` (0),
+            ``nt_samples_batch_size`` (8); saliency: ``abs`` (True); rise:
             ``masks`` (required), ``rise_masks`` (k, None = all), ``mask_seed`` (0),
-            ``batch_size`` (16).
+            ``batch_size`` (16); gradcam: ``layer`` ('auto': the last feature map); the ``*_smoothed``
+            methods: ``beta`` (10.0) and their plain method's parameters.
 
     Returns:
-        (B, 3, H, W) — (B, 1, H, W) for ``rise``.
+        (B, 3, H, W) — (B, 1, H, W) for ``rise`` and ``gradcam``.
 
     Raises:
         ParamError: a method that cannot be attacked, an unknown parameter, a ``target`` outside

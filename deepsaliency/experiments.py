@@ -14,6 +14,8 @@ import torch
 
 from .attribution import explain_images
 from .errors import ParamError
+from .params import SECTIONS, Attack
+from .params.sections import Rise
 from .rise import auto_batch_size
 
 
@@ -43,47 +45,37 @@ def choose_targets(stems: list[str], target_image: str) -> list[str]:
 
 
 def method_kwargs(params: dict, method: str, model=None, masks=None) -> dict[str, Any]:
-    """Keyword arguments for :func:`deepsaliency.attribution.attribute` from a method's params section.
+    """Keyword arguments for :func:`deepsaliency.attribution.attribute` from a method's params section
+    (:meth:`deepsaliency.params.sections.Section.kwargs`).
 
     ``rise`` takes the loaded masks and ``rise.batch_size`` (``auto`` is measured on ``model``).
     """
     if method != "rise":
-        return dict(params[method])
-    batch = params["rise"]["batch_size"]
+        return SECTIONS[method].model_validate(params[method]).kwargs()
+    batch = Rise.model_validate(params["rise"]).batch_size
     return {"masks": masks, "batch_size": auto_batch_size(model, model.input_size) if batch == "auto" else batch}
 
 
 def attack_explanation_params(params: dict, method: str, masks=None) -> dict[str, Any]:
-    """The explanation's parameters DURING the attack, from ``attack.<method>``: fewer samples
-    than the explain stage's where each costs a double backward (``n_steps``, ``nt_samples``,
-    ``masks``); the rest follow the method's own params section."""
-    run = params["attack"][method]
-    if method == "integrated_gradients":
-        return {"n_steps": run["n_steps"], "integration": params["integrated_gradients"]["integration"]}
-    if method == "smoothgrad":
-        return {
-            "nt_samples": run["nt_samples"],
-            "stdevs": params["smoothgrad"]["stdevs"],
-            "seed": params["smoothgrad"]["seed"],
-        }
+    """The explanation's parameters DURING the attack: from ``attack.<method>`` the samples per step,
+    fewer than the explain stage's where each costs a double backward (``n_steps``, ``nt_samples``,
+    ``masks``); from the method's own section the keys its differentiable version takes
+    (:attr:`~deepsaliency.params.sections.Section.ATTACK_KEYS`, e.g. ``integration``, ``beta``)."""
+    attack = Attack.model_validate(params["attack"])
+    kwargs = SECTIONS[method].model_validate(params[method]).attack_kwargs()
+    kwargs.update(attack.run(method).explanation_kwargs())
     if method == "rise":
-        return {"masks": masks, "rise_masks": run["masks"], "mask_seed": params["attack"]["seed"]}
-    if method == "saliency":
-        return {"abs": params["saliency"]["abs"]}
-    return {}
+        kwargs.update(masks=masks, mask_seed=attack.seed)
+    return kwargs
 
 
 def attack_run_params(params: dict, method: str) -> dict[str, Any]:
     """Keyword arguments of :func:`deepsaliency.attack.run_attack` for ``method`` (without the
     explanation's own parameters): the shared ``attack`` keys (``b``, ``beta_start``, ``beta_end``,
-    ``eps``, ``tol``: the convergence tolerance, None/absent → all ``num_iter`` steps) and ``attack.<method>``."""
-    shared, run = params["attack"], params["attack"][method]
-    kwargs = {key: run[key] for key in ("num_iter", "lr", "lr_end", "a", "eval_every")}
-    kwargs.update({key: shared[key] for key in ("b", "beta_start", "beta_end", "eps")})
-    kwargs["tol"] = shared.get("tol")  # issue 15: each image runs until its loss has converged
-    if "resample" in run:
-        kwargs["resample"] = run["resample"]
-    return kwargs
+    ``eps``, ``tol``: the convergence tolerance, None → all ``num_iter`` steps) and ``attack.<method>``
+    (:meth:`~deepsaliency.params.Attack.shared_kwargs`, :meth:`~deepsaliency.params.AttackRun.run_kwargs`)."""
+    attack = Attack.model_validate(params["attack"])
+    return attack.run(method).run_kwargs() | attack.shared_kwargs() | {"eps": attack.eps}
 
 
 def explain_all(

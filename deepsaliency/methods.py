@@ -32,10 +32,13 @@ class Method:
         reduction: how an attribution becomes a map (module docstring).
         attackable: has a twice-differentiable version in :mod:`deepsaliency.differentiable`, so
             ``attack.methods`` may list it.
-        smoothed_attack: the attack differentiates it on the softplus-β network (gradient methods of ReLU
-            networks have no curvature otherwise); RISE needs no second derivative.
+        smoothed_attack: the attack differentiates it on the softplus-β network, β annealed (gradient methods of
+            ReLU networks have no curvature otherwise); RISE needs no second derivative.
         input_gradient: the input must require grad (gradient-based methods; not RISE or occlusion).
         source: where the implementation comes from, for the README and the report.
+        fixed_beta: the explanation IS the map of the softplus-β network with the method's own fixed ``beta``
+            (Dombrowski et al. 2019's defence): the attack explains on that network and keeps the class on the
+            original one, with no annealing.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Method:
     smoothed_attack: bool
     input_gradient: bool
     source: str
+    fixed_beta: bool = False
 
 
 def _m(
@@ -53,9 +57,13 @@ def _m(
     attackable: bool = False,
     smoothed_attack: bool = False,
     input_gradient: bool = True,
+    fixed_beta: bool = False,
 ) -> Method:
-    return Method(name, reduction, attackable, smoothed_attack, input_gradient, source)
+    return Method(name, reduction, attackable, smoothed_attack, input_gradient, source, fixed_beta)
 
+
+#: The β-smoothed defence's methods: attacked on their own fixed-β network (see :attr:`Method.fixed_beta`).
+_DEFENDED: dict[str, Any] = {"attackable": True, "fixed_beta": True}
 
 #: Every method, in the order tables and figures show them.
 REGISTRY: dict[str, Method] = {
@@ -68,15 +76,17 @@ REGISTRY: dict[str, Method] = {
         _m("smoothgrad", "Captum NoiseTunnel(Saliency)", attackable=True, smoothed_attack=True),
         _m("gradient_shap", "Captum GradientShap"),
         _m("occlusion", "Captum Occlusion", input_gradient=False),
-        _m("gradcam", "Captum LayerGradCam", "relu_sum"),
+        # Grad-CAM's map moves with x through the feature map A itself (its weights ∂f/∂A are piecewise
+        # constant in x): attacked on the original network, as RISE.
+        _m("gradcam", "Captum LayerGradCam", "relu_sum", attackable=True),
         _m("guided_backprop", "Captum GuidedBackprop"),
         _m("deeplift", "Captum DeepLift"),
         _m("gradcam_plus_plus", "grad-cam GradCAMPlusPlus", "relu_sum"),
         _m("lrp", "zennit EpsilonPlusFlat"),
         # Dombrowski et al. (2019)'s defence: the same explanations of the β-smoothed network (deepsaliency.defence).
-        _m("saliency_smoothed", "Captum Saliency on the softplus-β network"),
-        _m("input_x_gradient_smoothed", "Captum InputXGradient on the softplus-β network"),
-        _m("integrated_gradients_smoothed", "Captum IntegratedGradients on the softplus-β network"),
+        _m("saliency_smoothed", "Captum Saliency on the softplus-β network", **_DEFENDED),
+        _m("input_x_gradient_smoothed", "Captum InputXGradient on the softplus-β network", **_DEFENDED),
+        _m("integrated_gradients_smoothed", "Captum IntegratedGradients on the softplus-β network", **_DEFENDED),
     )
 }
 
@@ -84,8 +94,12 @@ REGISTRY: dict[str, Method] = {
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 #: The methods the manipulation attack can target (``attack.methods``), in table order.
 ATTACK_METHODS: tuple[str, ...] = tuple(m for m, info in REGISTRY.items() if info.attackable)
-#: The attacked methods differentiated on the softplus-β network.
+#: The attacked methods differentiated on the softplus-β network, β annealed.
 GRADIENT_METHODS: tuple[str, ...] = tuple(m for m, info in REGISTRY.items() if info.smoothed_attack)
+#: The attacked methods whose explanation is their own fixed-β network's map (the defence).
+FIXED_BETA_METHODS: tuple[str, ...] = tuple(m for m, info in REGISTRY.items() if info.fixed_beta)
+#: The attacked methods whose explanation differentiates the model with respect to the input.
+INPUT_GRADIENT_METHODS: tuple[str, ...] = tuple(m for m in ATTACK_METHODS if REGISTRY[m].input_gradient)
 
 
 def method(name: str, what: str = "method") -> Method:

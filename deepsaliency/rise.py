@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ._validate import check_choice, check_float, check_int, check_target, num_classes
 from .errors import ParamError
 from .models import preserves_model_state
+from .params import DEFAULTS as D  # the one default of each parameter: the params section's
 
 SAMPLINGS = ("random", "sobol", "antithetic")
 """The mask sampling schemes of :func:`generate_masks` (``random`` is the paper's)."""
@@ -155,12 +156,12 @@ def _interpolation_matrix(s: int, size: int) -> torch.Tensor:
 
 
 def generate_masks(
-    N: int = 2000,
-    s: int = 8,
-    p1: float = 0.5,
-    input_size: int | tuple[int, int] = (224, 224),
-    seed: int = 0,
-    sampling: str = "random",
+    N: int = D.rise.N,
+    s: int = D.rise.s,
+    p1: float = D.rise.p1,
+    input_size: int | tuple[int, int] = D.model.input_size,
+    seed: int = D.rise.seed,
+    sampling: str = D.rise.sampling,
 ) -> RiseMasks:
     """Draw N RISE masks (Petsiuk et al. 2018), deterministically for a seed.
 
@@ -264,7 +265,7 @@ def rise_saliency(
     x: torch.Tensor,
     masks: RiseMasks,
     N: int | None = None,
-    batch_size: int = 16,
+    batch_size: int | str = D.rise.batch_size,
     p1: float | None = None,
     target: int | None = None,
     progress: bool = False,
@@ -282,7 +283,8 @@ def rise_saliency(
         x: the image, (1, 3, H, W) or (3, H, W), in [0, 1].
         masks: the masks from :func:`generate_masks` (or :meth:`RiseMasks.load`).
         N: use the first N masks (default: all).
-        batch_size: masked images per forward pass.
+        batch_size: masked images per forward pass (≥ 1), or ``"auto"``: the fastest measured on this device
+            (:func:`auto_batch_size`; not byte-reproducible across machines). Default: ``rise.batch_size``.
         p1: the masks' keep probability (default: ``masks.p1``).
         target: a class index → returns (H, W); None → every class, (num_classes, H, W)
             as in the reference implementation (1000×224×224 floats: 200 MB).
@@ -295,7 +297,9 @@ def rise_saliency(
         ParamError: ``N`` outside [1, len(masks)], ``batch_size`` < 1, or a ``target`` that is no class index.
     """
     n = len(masks) if N is None else check_int(N, "N", 1, len(masks), why="the masks available")
-    check_int(batch_size, "batch_size", 1)
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, masks.input_size)
+    batch_size = check_int(batch_size, "batch_size", 1)
     p1 = masks.p1 if p1 is None else float(p1)
     x = x.reshape(1, *x.shape[-3:]).to(model.device)
     target = None if target is None else int(check_target(target, 1, num_classes(model, x))[0])  # None: all classes

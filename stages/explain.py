@@ -2,21 +2,25 @@
 
 dvc.yaml has one explain stage per method the library knows, and each always runs;
 ``explain.methods`` chooses which of them the attack, metrics and report stages use.
+Images stream through in batches of ``compute.batch_size`` on the ``compute.backend``
+(this process or Ray workers); each image's file is written as its batch returns.
 """
 
 import sys
 
 import numpy as np
 
-from deepsaliency.artifacts import MASKS, read_prepared, write_npz
-from deepsaliency.attribution import check_model_params, explain_images
-from deepsaliency.config import load_params
+from deepsaliency.artifacts import MASKS, write_npz
+from deepsaliency.attribution import check_model_params
+from deepsaliency.backend import Compute, map_batches
 from deepsaliency.errors import ParamError
 from deepsaliency.experiments import method_kwargs
 from deepsaliency.methods import METHODS
 from deepsaliency.models import load_model
+from deepsaliency.params import load_params
 from deepsaliency.rise import RiseMasks
 from deepsaliency.stage import atomic_dir, run_stage
+from deepsaliency.stream import explain_task, prepared_batches
 
 
 def main() -> None:
@@ -24,19 +28,31 @@ def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in METHODS:
         raise ParamError(f"stages/explain.py: method {sys.argv[1:]!r} is not allowed (one of {', '.join(METHODS)})")
     method = sys.argv[1]
+    compute = Compute.from_params(params["compute"])
     model = load_model(**params["model"])
     check_model_params(params, model)  # gradcam.layer and explain.target against the model, before any work
-    manifest, x = read_prepared()
-    target = params["explain"]["target"]
-    targets = [target if target is not None else c for c in manifest["class_idx"]]
     masks = RiseMasks.load(MASKS) if method == "rise" else None
-    results = explain_images(
-        model, x, method, list(manifest["stem"]), targets, **method_kwargs(params, method, model, masks)
+    kwargs = method_kwargs(params, method, model, masks)
+    target = params["explain"]["target"]
+    payloads = (  # lazy: one batch of images is read when a worker is free for it
+        {
+            "method": method,
+            "x": x,
+            "stems": list(rows["stem"]),
+            "targets": [target if target is not None else int(c) for c in rows["class_idx"]],
+            "params": kwargs,
+        }
+        for rows, x in prepared_batches(params["compute"]["batch_size"])
     )
+    done = 0
     with atomic_dir(f"data/explanations/{method}") as out:
-        for stem, t, (attr, smap) in zip(manifest["stem"], targets, results, strict=True):
-            write_npz(out / f"{stem}.npz", attribution=attr.numpy(), map=smap.numpy(), target=np.int64(t))
-    print(f"{method}: {len(results)} images → data/explanations/{method}/")
+        for batch in map_batches(explain_task, payloads, params["model"], compute, model):
+            for stem, t, attr, smap in zip(
+                batch["stems"], batch["targets"], batch["attributions"], batch["maps"], strict=True
+            ):
+                write_npz(out / f"{stem}.npz", attribution=attr, map=smap, target=np.int64(t))
+            done += len(batch["stems"])
+    print(f"{method}: {done} images → data/explanations/{method}/ ({compute.backend} backend)")
 
 
 if __name__ == "__main__":

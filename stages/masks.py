@@ -1,6 +1,6 @@
 """Stage masks: RISE masks in compact form → data/masks/masks.npz."""
 
-from deepsaliency.config import load_params
+from deepsaliency.params import load_params
 from deepsaliency.rise import generate_masks
 from deepsaliency.stage import atomic_dir, run_stage
 

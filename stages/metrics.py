@@ -1,6 +1,8 @@
 """Stage metrics: prepared images, explanations and attacks → reports/metrics.json, reports/metrics/*.csv
-(per-image tables, the convergence of each attack and the manipulability curves), reports/plots/*.csv.
-The logic lives in deepsaliency.metrics.tables (per-image tables) and deepsaliency.metrics.summary (CIs, ranks)."""
+(per-image tables, the convergence of each attack, the manipulability curves, the defence and untargeted-attack
+summaries, and the report's summary tables at the ranked budget), reports/plots/*.csv. The logic lives in
+deepsaliency.metrics: tables (per-image), summary (CIs, ranks), aggregates (the report's tables), defence_table and
+untargeted_summary (issue 16)."""
 
 import json
 import time
@@ -9,12 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepsaliency.artifacts import ATTACK_LOSSES, PGD, attack_loss_file, read_prepared
-from deepsaliency.config import load_params
+from deepsaliency.artifacts import ATTACK_LOSSES, PGD, UNTARGETED, attack_loss_file, read_prepared
 from deepsaliency.errors import DeepSaliencyError
+from deepsaliency.metrics import aggregates, tables
+from deepsaliency.metrics import defence_table as defence
 from deepsaliency.metrics import summary as summaries
-from deepsaliency.metrics import tables
+from deepsaliency.metrics import untargeted_summary as untargeted
+from deepsaliency.metrics.statistics import Bootstrap
 from deepsaliency.models import load_model
+from deepsaliency.params import load_params
 from deepsaliency.stage import atomic_dir, atomic_file, run_stage
 
 #: The columns each attack@<method>-<eps> stage writes to its per-step loss CSV.
@@ -56,6 +61,34 @@ def attack_loss_table(runs: Iterable[tuple[str, float]], root: str | Path = ATTA
     return pd.concat(frames, ignore_index=True)[["attack", "eps", *LOSS_COLUMNS]]
 
 
+#: The stability stage's summary (method, metric, mean, ci_low, ci_high, n); optional.
+STABILITY_SUMMARY = Path("reports/stability/summary.csv")
+
+
+def trust_tables(
+    params: dict,
+    methods: list[str],
+    similarity: pd.DataFrame,
+    faith: pd.DataFrame,
+    fragile_rows: pd.DataFrame,
+    boot: Bootstrap,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The defence table, the untargeted attack's summary (``fragile_rows``: :func:`untargeted.load_untargeted`) and
+    the stability columns of the leaderboard: ``({csv name: table}, {metrics.json key: block})``; empty blocks left out.
+    """
+    budgets = [float(e) for e in (params.get("attack") or {}).get("eps", [])]
+    labels = defence.defence_labels(params)
+    shield = defence.defence_table(similarity, faith, budgets, labels, boot)
+    fragile = untargeted.untargeted_table(fragile_rows, boot)
+    stability = pd.read_csv(STABILITY_SUMMARY) if STABILITY_SUMMARY.is_file() else None
+    blocks = {
+        "defence": defence.defence_summary(shield),
+        "untargeted": untargeted.untargeted_summary(fragile),
+        "stability": defence.stability_board(stability, methods),
+    }
+    return {"defence.csv": shield, "untargeted.csv": fragile}, {k: v for k, v in blocks.items() if v}
+
+
 def main() -> None:
     params = load_params()
     settings = tables.settings_from_params(params)
@@ -73,6 +106,7 @@ def main() -> None:
     maps = tables.load_maps(methods, stems)  # every input map checked (NaN/inf → AttributionError) before any work
     adv = tables.load_attacks(attacks, stems, methods)
     losses = attack_loss_table([r for r in attacks if r[0] != PGD])  # PGD logs no loss curve
+    fragile_rows = untargeted.load_untargeted(untargeted.untargeted_runs(params, UNTARGETED))  # checked up front
     model = load_model(**params["model"])
     probs = tables.class_probabilities(model, images, classes)  # exact; the manifest's are rounded to 6 decimals
 
@@ -88,19 +122,44 @@ def main() -> None:
     # CIs over images and the ranked leaderboard
     summary = summaries.rounded(summaries.summarize(similarity, quality, faith, settings, convergence))
     curves = summaries.manipulability_table(similarity, convergence, settings.bootstrap)
+    extra, blocks = trust_tables(params, methods, similarity, faith, fragile_rows, settings.bootstrap)
+    if "stability" in blocks and "leaderboard" in summary:
+        summary["leaderboard"]["stability"] = blocks.pop("stability")
+    summary.update(summaries.rounded({k: v for k, v in blocks.items() if k != "stability"}))
+    summaries.assert_finite(summary)
     named = {
         "map_similarity.csv": similarity,
         "attack_quality.csv": quality,
         "faithfulness.csv": faith,
         "convergence.csv": convergence,
         "manipulability.csv": curves,
+        **extra,
     }
-    for name, df in {**named, "deletion_curves.csv": deletion, "insertion_curves.csv": insertion}.items():
-        summaries.assert_finite_table(df, name)
+    # The report's tables, at the budget the leaderboard ranks at: the report reads them and computes nothing.
+    shown = (summary.get("leaderboard") or {}).get("eps", settings.rank_eps)
+    names = list(dict.fromkeys(a for a, _ in attacks))
+    report_tables = aggregates.summary_tables(similarity, quality, faith, shown, methods, names)
+    plot_tables = {"deletion_curves.csv": deletion, "insertion_curves.csv": insertion}
+    write_outputs(named, report_tables, plot_tables, losses, summary)
+
+
+def write_outputs(
+    named: dict[str, pd.DataFrame],
+    report_tables: dict[str, pd.DataFrame],
+    curves: dict[str, pd.DataFrame],
+    losses: pd.DataFrame,
+    summary: dict,
+) -> None:
+    """Check every long table for NaN/inf, then write reports/metrics/*.csv (``report_tables`` with their index:
+    :func:`aggregates.summary_tables`, NaN = not available), the plots' CSVs and metrics.json."""
+    for name, df in {**named, **curves}.items():
+        if name != "defence.csv":  # its empty cells are pairs not measured, each with a note saying why
+            summaries.assert_finite_table(df, name)
     with atomic_dir("reports/metrics") as out:
         for name, df in named.items():
             df.to_csv(out / name, index=False, float_format="%.6g")
-    for name, df in (("deletion_curves.csv", deletion), ("insertion_curves.csv", insertion)):
+        aggregates.write_summary_tables(out, report_tables)
+    for name, df in curves.items():
         with atomic_file(f"reports/plots/{name}") as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_file("reports/plots/attack_loss.csv") as tmp:

@@ -4,10 +4,10 @@ Prints one line per file it skips (not an image) or per multi-frame file (first 
 drew, the manifest (the first 50 rows) and, when true labels exist, the model's top-1 accuracy.
 """
 
-from deepsaliency.config import load_params
 from deepsaliency.data import check_sample, prepare_images, scan_images
 from deepsaliency.errors import DeepSaliencyError
 from deepsaliency.models import load_model
+from deepsaliency.params import load_params
 from deepsaliency.stage import atomic_dir, run_stage
 
 

@@ -3,8 +3,8 @@
 The logic lives in deepsaliency.report; every output is written all-or-nothing.
 """
 
-from deepsaliency.config import load_params
 from deepsaliency.models import imagenet_labels
+from deepsaliency.params import load_params
 from deepsaliency.report import write_report
 from deepsaliency.stage import run_stage
 

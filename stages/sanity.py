@@ -18,12 +18,12 @@ import torch
 
 from deepsaliency.artifacts import MASKS, read_prepared
 from deepsaliency.attribution import check_model_params
-from deepsaliency.config import load_params
 from deepsaliency.errors import ParamError
 from deepsaliency.experiments import method_kwargs
 from deepsaliency.metrics.sanity import SANITY_METRICS, layer_groups, randomization_test
 from deepsaliency.metrics.statistics import bootstrap_mean
 from deepsaliency.models import load_model
+from deepsaliency.params import load_params
 from deepsaliency.plots.sanity import plot_sanity
 from deepsaliency.rise import RiseMasks
 from deepsaliency.stage import atomic_dir, atomic_file, run_stage

@@ -17,11 +17,11 @@ import pandas as pd
 
 from deepsaliency.artifacts import MASKS, read_prepared
 from deepsaliency.attribution import check_model_params
-from deepsaliency.config import load_params
 from deepsaliency.experiments import method_kwargs
 from deepsaliency.metrics.stability import STABILITY_METRICS, stability_table
 from deepsaliency.metrics.statistics import bootstrap_mean
 from deepsaliency.models import load_model
+from deepsaliency.params import load_params
 from deepsaliency.rise import RiseMasks
 from deepsaliency.stage import atomic_dir, atomic_file, run_stage
 

@@ -1,5 +1,6 @@
-"""Shared fixtures: the real embedded model and the sample photos, loaded once per session."""
+"""Shared fixtures: the real embedded model, the sample photos and the tiny DVC project, made once per session."""
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,39 @@ def prepared(tmp_path_factory, model):
     out.mkdir()
     prepare_images(SAMPLES, out, model, log=None)
     return out
+
+
+@pytest.fixture
+def stage_in_process(monkeypatch, capsys):
+    """``run(project, script, *args)`` → CompletedProcess: a stage script run in this process
+    (helpers.run_stage_in_process), same exit status and stdout/stderr as a subprocess."""
+    from helpers import run_stage_in_process
+
+    return functools.partial(run_stage_in_process, monkeypatch=monkeypatch, capsys=capsys)
+
+
+@pytest.fixture(scope="session")
+def dvc_baseline(tmp_path_factory):
+    """(project, stages run): ONE full `dvc repro` of the tiny profile (tests/dvc_project.py) per session."""
+    from dvc_project import make_project, run, stages_run
+
+    project = make_project(tmp_path_factory.mktemp("baseline") / "project")
+    return project, stages_run(run(["dvc", "repro"], project))
+
+
+@pytest.fixture
+def dvc_project(dvc_baseline, tmp_path):
+    """This test's own copy of the finished baseline project (git history and DVC cache included)."""
+    from dvc_project import copy_project
+
+    return copy_project(dvc_baseline[0], tmp_path / "project")
+
+
+REAL_MODEL_FIXTURES = {"model", "samples", "prepared", "seed_model", "dvc_baseline", "dvc_project"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that takes the real model (directly or through a fixture) `model`: `-m "not model"`."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from deepsaliency.metrics import aggregates
 from deepsaliency.metrics.summary import leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +164,19 @@ def write_metric_tables(root: Path, methods=METHODS, attacks=ATTACKS, stems=STEM
         **({"leaderboard": board} if board else {}),
     }
     (root / "reports/metrics.json").write_text(json.dumps(summary))
+    write_report_tables(root)
+
+
+def write_report_tables(root: Path) -> None:
+    """What the metrics stage writes for the report from its per-image tables (the report computes nothing):
+    :func:`deepsaliency.metrics.aggregates.summary_tables` of ``reports/metrics/*.csv`` at metrics.json's ranked
+    budget. Call it again after changing a per-image table."""
+    mdir = Path(root) / "reports/metrics"
+    read = {n: pd.read_csv(mdir / f"{n}.csv") if (mdir / f"{n}.csv").is_file() else None
+            for n in ("map_similarity", "attack_quality", "faithfulness")}  # fmt: skip
+    mj = Path(root) / "reports/metrics.json"
+    eps = (json.loads(mj.read_text()).get("leaderboard") or {}).get("eps") if mj.is_file() else None
+    tables = aggregates.summary_tables(read["map_similarity"], read["attack_quality"], read["faithfulness"], eps)
+    for name in aggregates.SUMMARY_TABLES:
+        (mdir / f"{name}.csv").unlink(missing_ok=True)  # a table that cannot be made any more is absent
+    aggregates.write_summary_tables(mdir, tables)

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepsaliency.config import load_params, validate
 from deepsaliency.errors import ParamError
+from deepsaliency.params import load_params, validate
 
 DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 
@@ -78,8 +78,8 @@ def test_the_shipped_params_are_valid():
         ("report.rank_eps", 16, r"report.rank_eps: 16 is not allowed \(null or one of attack.eps: 4, 8\)"),
         (
             "attack.methods",
-            ["saliency", "gradcam"],
-            r"attack.methods: \['saliency', 'gradcam'\] is not allowed "
+            ["saliency", "occlusion"],
+            r"attack.methods: \['saliency', 'occlusion'\] is not allowed "
             r"\(expected a list of distinct names from rise, integrated_gradients, saliency, ",
         ),
         ("attack.rise.masks", 100000, r"attack.rise.masks: 100000 is not allowed \(an integer in \[1, \d+\], rise.N\)"),
@@ -237,7 +237,10 @@ def test_cross_parameter_constraints_name_the_key(changes, message):
         ),  # random path points, no Riemann rule
         dict(faithfulness__blur_kernel=447),
         dict(
-            explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"],
+            explain__methods=[  # exactly the attacked methods
+                *["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"],
+                *["gradcam", "saliency_smoothed"],
+            ],
             plots__min_max_methods=[],
         ),
     ],

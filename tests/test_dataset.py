@@ -133,6 +133,7 @@ def test_flat_folder_with_a_labels_csv(tmp_path, model):
         assert digest(tmp_path / out)["chelsea.png"] == digest(tmp_path / "out0")["chelsea.png"]
 
 
+@pytest.mark.slow
 def test_seeded_samples(photo_folder, tmp_path, model):
     root, _ = photo_folder
     full, _ = prepare(root, tmp_path, model)
@@ -257,6 +258,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
+@pytest.mark.slow
 def test_prepare_streams_peak_memory_does_not_grow_with_the_folder(tmp_path):
     """Peak RSS (MiB) of a whole prepare run in batches of 8: 20 vs 120 seeded crops of the photos."""
     peaks = {}

@@ -10,9 +10,9 @@ import yaml
 from torch import nn
 
 from deepsaliency import attribute, reduce_map
-from deepsaliency.config import validate
 from deepsaliency.defence import DEFENCE_METHODS, DEFENCES, saliency_smoothed, smoothed_network
 from deepsaliency.errors import ParamError
+from deepsaliency.params import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,6 +17,11 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+def first_order(model, x: torch.Tensor, method: str, **params) -> torch.Tensor:
+    """The method's attribution of class TARGET on a fresh leaf copy of ``x`` (create_graph False)."""
+    return differentiable_attribution(model, x.clone().requires_grad_(), method, TARGET, create_graph=False, **params)
+
+
 @pytest.fixture(scope="module")
 def x(samples):
     return samples["chelsea"].clone()
@@ -37,15 +42,7 @@ def test_input_x_gradient_matches_captum(model, x):
 
 @pytest.mark.parametrize("integration", ["gausslegendre", "riemann_trapezoid"])
 def test_integrated_gradients_matches_captum(model, x, integration):
-    ours = differentiable_attribution(
-        model,
-        x.clone().requires_grad_(),
-        "integrated_gradients",
-        TARGET,
-        create_graph=False,
-        n_steps=5,
-        integration=integration,
-    )
+    ours = first_order(model, x, "integrated_gradients", n_steps=5, integration=integration)
     ref = IntegratedGradients(model).attribute(
         x.clone().requires_grad_(),
         baselines=torch.zeros_like(x),
@@ -66,17 +63,7 @@ def test_smoothgrad_matches_captum_with_the_same_noise(model, x):
     )
 
     def ours_smoothgrad() -> torch.Tensor:  # seed 7: the same fixed noise at every call
-        return differentiable_attribution(
-            model,
-            x.clone().requires_grad_(),
-            "smoothgrad",
-            TARGET,
-            create_graph=False,
-            nt_samples=3,
-            stdevs=0.1,
-            seed=7,
-            nt_samples_batch_size=2,
-        )
+        return first_order(model, x, "smoothgrad", nt_samples=3, stdevs=0.1, seed=7, nt_samples_batch_size=2)
 
     ours = ours_smoothgrad()
     torch.manual_seed(7)
@@ -210,3 +197,38 @@ def test_the_old_public_names_are_aliases_of_the_new_ones():
     torch.testing.assert_close(h.sum((1, 2)), torch.ones(2))
     torch.testing.assert_close(h, attr.abs().sum(1) / attr.abs().sum((1, 2, 3)).view(2, 1, 1))
     assert float(normalize_map(h[0].numpy()).max()) == 1.0 and float(h[0].max()) < 1.0
+
+
+# --- issue 16: Grad-CAM and the β-smoothed defence join the attacked methods ----------------------------
+
+
+def test_gradcam_matches_captum_and_moves_with_the_input(model, x):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    xr = x.clone().requires_grad_()
+    ours = differentiable_attribution(model, xr, "gradcam", TARGET, create_graph=True)
+    cam = LayerGradCam(model, model.get_submodule("net.bn2")).attribute(x.clone().requires_grad_(), target=TARGET)
+    ref = LayerAttribution.interpolate(cam, (224, 224), interpolate_mode="bilinear").clamp_min(0)  # relu_sum
+    assert ours.shape == (1, 1, 224, 224) and float(ref.max()) > 0
+    assert rel_err(ours.detach(), ref) < 1e-4
+    # The unit-sum map has an input gradient (what the attack descends), finite and not zero.
+    (g,) = torch.autograd.grad((unit_sum_map(ours) ** 2).sum(), xr)
+    assert torch.isfinite(g).all() and float(g.abs().sum()) > 0
+    other = differentiable_attribution(model, x, "gradcam", TARGET, create_graph=False, layer="net.blocks.5")
+    assert other.shape == (1, 1, 224, 224) and rel_err(other.detach(), ref) > 0.1  # the layer param is used
+
+
+@pytest.mark.parametrize("method", ["saliency_smoothed", "input_x_gradient_smoothed", "integrated_gradients_smoothed"])
+def test_smoothed_methods_match_captum_on_the_softplus_network(model, x, method):
+    from deepsaliency.attribution import attribute
+
+    params = {"n_steps": 3} if method.startswith("integrated") else {}
+    xr = x.clone().requires_grad_()
+    ours = differentiable_attribution(model, xr, method, TARGET, create_graph=True, beta=5.0, **params)
+    ref = attribute(model, x, method, TARGET, beta=5.0, **params)  # deepsaliency.defence: Captum on the β-network
+    plain = differentiable_attribution(model, x.clone(), method.removesuffix("_smoothed"), TARGET, **params)
+    assert rel_err(ours.detach(), ref) < 1e-4
+    assert rel_err(plain.detach(), ref) > 0.05  # β = 5 is a different network, not the plain map
+    (g,) = torch.autograd.grad((unit_sum_map(ours) ** 2).sum(), xr)  # differentiable, with curvature
+    assert torch.isfinite(g).all() and float(g.abs().sum()) > 0
+    assert all(type(m).__name__ != "SoftplusReLU" for m in model.modules())  # the network is restored

@@ -7,6 +7,7 @@ from deepsaliency.attribution import check_finite
 from deepsaliency.errors import AttributionError, ParamError
 
 
+@pytest.mark.slow
 def test_integrated_gradients_completeness_on_the_real_model(model, samples):
     x = samples["chelsea"]
     target = 285  # Egyptian cat
@@ -32,6 +33,7 @@ def test_every_method_gives_a_finite_map_of_the_input_size(model, samples, metho
     params = {
         "rise": {"masks": generate_masks(N=16, s=8, p1=0.5, input_size=(224, 224), seed=0), "batch_size": 8},
         "integrated_gradients": {"n_steps": 4},
+        "integrated_gradients_smoothed": {"n_steps": 4},  # its default 32 steps cost a minute, prove nothing more
         "smoothgrad": {"nt_samples": 2},
         "gradient_shap": {"n_samples": 2},
         "occlusion": {"window": 56, "stride": 56},
@@ -225,6 +227,9 @@ def test_the_registry_and_the_implementations_name_the_same_methods():
     from deepsaliency import attribution, methods
 
     assert list(attribution._DISPATCH) == list(methods.METHODS)
-    assert set(methods.ATTACK_METHODS) == {"saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"}
+    # issue 16 added Grad-CAM and the β-smoothed defences to the attacked methods
+    plain = {"saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise", "gradcam"}
+    smoothed = {"saliency_smoothed", "input_x_gradient_smoothed", "integrated_gradients_smoothed"}
+    assert set(methods.ATTACK_METHODS) == plain | smoothed
     with pytest.raises(ParamError, match=r"^method: 'lime' is not a known method \(allowed: rise, "):
         attribution.reduce_map(torch.zeros(3, 4, 4), "lime")

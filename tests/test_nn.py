@@ -110,6 +110,7 @@ def _second_order_gradient(model, x, target):
     return g
 
 
+@pytest.mark.slow
 def test_fast_double_backward_equals_naive_on_the_real_model(model, samples):
     x = samples["coffee"]
     with softplus_activations(model, beta=10.0, fused=False):

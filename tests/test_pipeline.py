@@ -1,132 +1,20 @@
-"""End to end: the real DVC pipeline in a temporary git copy of the repo, on a tiny parameter profile.
-
-Two sample images (the manipulation attack needs a target image), four explanation
-methods, two attacked ones and a few iterations: every stage runs, in minutes.
+"""End to end: the real DVC pipeline in a temporary git copy of the repo, on the tiny profile of
+tests/dvc_project.py: every stage runs once per session (conftest ``dvc_baseline``); each test here works in its
+own copy of that finished project. The experiment workflow (dvc exp run) is in test_pipeline_experiments.py.
 """
 
-import hashlib
-import json
-import os
-import re
 import runpy
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "rise": {"N": 16, "batch_size": 8},
-    "explain": {"methods": ["rise", "saliency", "integrated_gradients", "gradcam"]},
-    "integrated_gradients": {"n_steps": 4},
-    "smoothgrad": {"nt_samples": 2},
-    "gradient_shap": {"n_samples": 2},
-    "occlusion": {"window": 112, "stride": 112},
-    "attack": {
-        "methods": ["saliency", "rise"],
-        "eps": [4, 8],
-        "saliency": {"num_iter": 2, "eval_every": 1},
-        "rise": {"num_iter": 1, "eval_every": 1, "masks": 4},
-    },
-    "pgd": {"steps": 2},
-    "faithfulness": {"step": 12544},
-    "sanity": {"methods": ["saliency", "gradcam"], "max_depth": 2},
-    "stability": {"methods": ["saliency", "gradcam"], "n_perturb_samples": 2},
-}
-IMAGES = ("chelsea.png", "coffee.png")
-# dvc exp run commits; a CI machine may have no git identity configured.
-GIT_IDENTITY = {
-    f"GIT_{who}_{what}": value
-    for who in ("AUTHOR", "COMMITTER")
-    for what, value in (("NAME", "deep-saliency test"), ("EMAIL", "test@localhost"))
-}
-
-
-def merge(base: dict, override: dict) -> dict:
-    for key, value in override.items():
-        if isinstance(value, dict):
-            merge(base.setdefault(key, {}), value)
-        else:
-            base[key] = value
-    return base
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    # PYTHONPATH: the stages import the copy's deepsaliency, not the editable install of the checkout.
-    env = dict(
-        os.environ,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        DVC_NO_ANALYTICS="1",
-        PYTHONPATH=str(cwd),
-        **GIT_IDENTITY,
-    )
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
-
-
-def stages_run(proc: subprocess.CompletedProcess) -> set[str]:
-    return {line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A git repo holding the project's files (tracked, and new ones git does not ignore, e.g. .dvc/plots/),
-    two sample images and the tiny profile."""
-    dst = tmp_path_factory.mktemp("project")
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for rel in files:
-        if rel.startswith("data/images/") or rel == "dvc.lock" or not (ROOT / rel).is_file():
-            continue
-        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dst / rel)
-    (dst / "data/images").mkdir(parents=True, exist_ok=True)
-    for name in IMAGES:
-        shutil.copy2(ROOT / "data/images" / name, dst / "data/images" / name)
-    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny profile"]):
-        run(cmd, dst)
-    return dst
-
-
-def saliency_iterations(exp_show) -> list:
-    """attack.saliency.num_iter of every commit and experiment in `dvc exp show --json`."""
-    if isinstance(exp_show, list):
-        return [n for item in exp_show for n in saliency_iterations(item)]
-    if not isinstance(exp_show, dict):
-        return []
-    found = []
-    if "params.yaml" in (exp_show.get("params") or {}):
-        found.append(exp_show["params"]["params.yaml"]["data"]["attack"]["saliency"]["num_iter"])
-    return found + [n for key, value in exp_show.items() if key != "params" for n in saliency_iterations(value)]
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+from dvc_project import ROOT, digest, plots_show, run, stages_run
 
 
 @pytest.mark.slow
-def test_repro_then_only_what_depends_on_a_changed_param_reruns(project):
-    first = run(["dvc", "repro"], project)
+def test_repro_then_only_what_depends_on_a_changed_param_reruns(dvc_baseline, dvc_project):
+    _, first = dvc_baseline  # the stages the session's one full `dvc repro` ran
+    project = dvc_project
     assert {
         "prepare",
         "masks",
@@ -139,7 +27,7 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(project):
         "pgd",
         "metrics",
         "report",
-    } <= stages_run(first)
+    } <= first
     assert (
         (project / "data/prepared/manifest.csv")
         .read_text()
@@ -169,8 +57,8 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(project):
 
 
 @pytest.mark.slow
-def test_a_stage_rerun_is_byte_identical(project):
-    run(["dvc", "repro"], project)
+def test_a_stage_rerun_is_byte_identical(dvc_project):
+    project = dvc_project
     outputs = ("data", "reports/metrics", "reports/metrics.json", "reports/attack_loss")
     before = {o: digest(project / o) if (project / o).is_dir() else (project / o).read_bytes() for o in outputs}
     stages = [
@@ -187,49 +75,6 @@ def test_a_stage_rerun_is_byte_identical(project):
     assert set(stages) <= forced
     after = {o: digest(project / o) if (project / o).is_dir() else (project / o).read_bytes() for o in outputs}
     assert after == before
-
-
-@pytest.mark.slow
-def test_an_experiment_reruns_one_attack_and_dvc_diffs_show_it(project):
-    """The README's comparison commands: dvc exp run -S, then dvc params diff / dvc metrics diff against HEAD."""
-    run(["dvc", "repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "baseline", "--allow-empty"], project)
-    exp = run(["dvc", "exp", "run", "-S", "attack.saliency.num_iter=4"], project)
-    assert stages_run(exp) == {"attack@saliency-4", "attack@saliency-8", "metrics", "report"}
-    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
-    changed = params_diff["params.yaml"]
-    assert list(changed) == ["attack.saliency.num_iter"] and (
-        changed["attack.saliency.num_iter"]["old"],
-        changed["attack.saliency.num_iter"]["new"],
-    ) == (2, 4)
-    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)["reports/metrics.json"]
-    moved = {k: v for k, v in metrics_diff.items() if k.startswith("similarity.saliency.eps8.diagonal.adv_target.")}
-    assert moved and all(v["old"] != v["new"] for v in moved.values()), (
-        metrics_diff
-    )  # more steps, another adversarial map
-    assert not [
-        k for k in metrics_diff if k.startswith(("attack.rise.", "similarity.rise."))
-    ]  # that stage did not rerun
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
-    assert {2, 4} <= set(saliency_iterations(shown))  # the baseline and the experiment, side by side
-
-
-@pytest.mark.slow
-def test_adding_a_budget_runs_only_its_attacks(project):
-    """Issue 15: attack.eps is a DVC matrix axis; a new budget runs the new attack items (and the aggregates)."""
-    run(["dvc", "repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "two budgets", "--allow-empty"], project)
-    exp = run(["dvc", "exp", "run", "-S", "attack.eps=[2,4,8]"], project)
-    assert stages_run(exp) == {"attack@saliency-2", "attack@rise-2", "metrics", "report"}
-    curve = pd.read_csv(project / "reports/metrics/manipulability.csv")
-    assert sorted(curve[curve["method"] == "saliency"]["eps"]) == [2.0, 4.0, 8.0]
-    quality = pd.read_csv(project / "reports/metrics/attack_quality.csv")
-    explanation = quality[quality["attack"] != "pgd"]
-    assert (explanation["linf_255"] <= explanation["eps"] + 1e-3).all()  # each budget holds (255 × 1e-6 + rounding)
-    board = json.loads((project / "reports/metrics.json").read_text())["leaderboard"]
-    assert board["eps"] == 8 and {"rank_auc", "auc", "converged_rate"} <= set(board["methods"]["saliency"])
 
 
 def test_attack_loss_table_reads_only_the_listed_attacks(tmp_path):
@@ -276,13 +121,6 @@ def series_fields(spec: dict) -> list[str]:
     return fields
 
 
-def plots_show(cwd: Path) -> dict:
-    """`dvc plots show --json`: plot id → the filled Vega-Lite spec (data values included)."""
-    shown = json.loads(run(["dvc", "plots", "show", "--json"], cwd).stdout)
-    assert not shown.get("errors"), shown["errors"]
-    return {name: render["content"] for name, renders in shown["data"].items() for render in renders}
-
-
 def lines(spec: dict, x: str) -> dict[tuple, list[float]]:
     """The lines the spec draws: series key (values of its series fields) → x values in data order."""
     fields = series_fields(spec)
@@ -293,10 +131,10 @@ def lines(spec: dict, x: str) -> dict[tuple, list[float]]:
 
 
 @pytest.mark.slow
-def test_dvc_plots_draw_one_line_per_group(project):
+def test_dvc_plots_draw_one_line_per_group(dvc_project):
     """Issue 12.6: every plot definition draws one line per (method, image, attack) / (attack, image) group,
     each a function of x, never one line zig-zagging through every group of a file."""
-    run(["dvc", "repro"], project)
+    project = dvc_project
     specs = plots_show(project)
     definitions = yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
     assert len(definitions) == 7 and len(specs) == 7
@@ -325,58 +163,3 @@ def test_dvc_plots_draw_one_line_per_group(project):
     losses = pd.read_csv(project / "reports/plots/attack_loss.csv")
     assert list(dict.fromkeys(losses["attack"])) == ["saliency", "rise"]
     assert set(losses["image"]) == {"chelsea", "coffee"}
-
-
-ATTACKS = {"saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise", "pgd"}
-
-
-def attack_names(project: Path, specs: dict) -> dict[str, set]:
-    """Where a dropped attack could survive: name of the artifact → the attack names it mentions."""
-    found = {}
-    metrics = json.loads((project / "reports/metrics.json").read_text())
-    for section in ("attack", "similarity", "faithfulness"):
-        found[f"metrics.json {section}"] = set(metrics.get(section, {})) & ATTACKS  # keyed by attack
-    for csv in sorted([*(project / "reports/metrics").glob("*.csv"), *(project / "reports/plots").glob("*.csv")]):
-        df = pd.read_csv(csv)
-        if "attack" in df.columns:
-            found[str(csv.relative_to(project))] = set(df["attack"].astype(str)) & ATTACKS  # not "none"
-    for name, spec in specs.items():
-        points = spec["data"]["values"]
-        found[f"dvc plots: {name}"] = {p.get("attack") for p in points} & ATTACKS
-        # DVC names each point's file; a per-attack file (reports/attack_loss/<attack>.csv) names its attack.
-        found[f"dvc plots files: {name}"] = {
-            Path(p.get("filename", "")).stem.split("-eps")[0] for p in points
-        } & ATTACKS
-    md = (project / "reports/report.md").read_text()
-    found["report.md"] = {a or b for a, b in re.findall(r"### Attack on (\w+)|### Attack (\w+) \(untargeted\)", md)}
-    figures = (project / "reports/figures").glob("attack_*.png")
-    found["report figures"] = {p.stem[len("attack_") :] for p in figures} - {"loss"}
-    return found
-
-
-@pytest.mark.slow
-def test_narrowing_attack_methods_leaves_no_stale_attack(project):
-    """Issue 12.7: after `dvc exp run -S 'attack.methods=[saliency]'` nothing of the dropped rise attack survives
-    into the report, the metrics or the plots, although DVC leaves its stage outputs on disk.
-    Runs last: it narrows the project's params."""
-    run(["dvc", "repro"], project)
-    assert yaml.safe_load((project / "params.yaml").read_text())["attack"]["methods"] == ["saliency", "rise"]
-    before = attack_names(project, plots_show(project))
-    assert all(names == {"saliency", "rise", "pgd"} & names for names in before.values()), before
-    assert before["report.md"] == before["report figures"] == {"saliency", "rise", "pgd"}  # the test can see rise
-    assert before["reports/plots/attack_loss.csv"] == {"saliency", "rise"}
-    loss_rows = Image.open(project / "reports/figures/attack_loss.png").height
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "two attacks", "--allow-empty"], project)
-
-    exp = run(["dvc", "exp", "run", "-S", "attack.methods=[saliency]"], project)
-    assert {"metrics", "report"} <= stages_run(exp) and not {s for s in stages_run(exp) if s.startswith("attack@")}
-    assert (project / "reports/attack_loss/rise-eps8.csv").is_file()  # the dropped stage's output is still there
-    after = attack_names(project, plots_show(project))
-    stale = {where: names & {"rise"} for where, names in after.items() if "rise" in names}
-    assert not stale, f"the dropped attack survives in {stale}"
-    assert after["report.md"] == after["report figures"] == {"saliency", "pgd"}
-    assert after["reports/plots/attack_loss.csv"] == after["dvc plots: Attack loss, output term"] == {"saliency"}
-    md = (project / "reports/report.md").read_text()
-    assert "attacks: saliency, pgd." in md
-    assert Image.open(project / "reports/figures/attack_loss.png").height < loss_rows  # one row of curves, not two

@@ -11,10 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import run_stage
 
-from deepsaliency.config import validate
 from deepsaliency.errors import ParamError
+from deepsaliency.params import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,16 +41,22 @@ def project(tmp_path, photo_folder) -> Path:
     return tmp_path
 
 
-def run_prepare(project: Path, **prepare_params) -> subprocess.CompletedProcess:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["prepare"].update(prepare_params)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return run_stage(project, "stages/prepare.py")
+@pytest.fixture
+def run_prepare(project, stage_in_process):
+    """``run_prepare(**prepare_params)``: set those prepare keys, run the stage in this process (conftest)."""
+
+    def run(**prepare_params) -> subprocess.CompletedProcess:
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["prepare"].update(prepare_params)
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return stage_in_process(project, "stages/prepare.py")
+
+    return run
 
 
-def test_stage_prints_skipped_files_sample_and_accuracy(project):
+def test_stage_prints_skipped_files_sample_and_accuracy(project, run_prepare):
     (project / "data/images/README.txt").write_text("about these photos")
-    proc = run_prepare(project, sample={"n": 6, "per_class": 2, "only_correct": False, "seed": 1})
+    proc = run_prepare(sample={"n": 6, "per_class": 2, "only_correct": False, "seed": 1})
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
     assert out[0] == "skipped README.txt: not an image (extension '.txt' is not a format Pillow reads)"
@@ -72,9 +77,9 @@ def test_stage_prints_skipped_files_sample_and_accuracy(project):
         ({"images": "data/empty"}, ("data/empty/n01440764: class folder holds no images",)),
     ],
 )
-def test_stage_refuses_bad_labels_with_one_line_and_writes_nothing(project, change, fragments):
+def test_stage_refuses_bad_labels_with_one_line_and_writes_nothing(project, run_prepare, change, fragments):
     (project / "data/empty/n01440764").mkdir(parents=True)
-    proc = run_prepare(project, **change)
+    proc = run_prepare(**change)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and all(f in lines[0] for f in fragments), proc.stderr
@@ -82,7 +87,7 @@ def test_stage_refuses_bad_labels_with_one_line_and_writes_nothing(project, chan
     assert not any(p.name.startswith(".prepared.tmp") for p in (project / "data").iterdir())
 
 
-def test_a_sample_that_needs_labels_is_refused_before_anything_is_touched(project):
+def test_a_sample_that_needs_labels_is_refused_before_anything_is_touched(project, run_prepare):
     """Checked before the model loads: a previous result stays, the message names the params.yaml key."""
     flat = project / "data/flat"
     flat.mkdir(parents=True)
@@ -90,9 +95,7 @@ def test_a_sample_that_needs_labels_is_refused_before_anything_is_touched(projec
     shutil.copy2(photo, flat / f"one{photo.suffix}")
     (project / "data/prepared").mkdir(parents=True)
     (project / "data/prepared/manifest.csv").write_text("earlier run\n")
-    proc = run_prepare(
-        project, images="data/flat", sample={"n": None, "per_class": 2, "only_correct": False, "seed": 0}
-    )
+    proc = run_prepare(images="data/flat", sample={"n": None, "per_class": 2, "only_correct": False, "seed": 0})
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "error: prepare.sample.per_class: 2 needs true labels (class folders or a labels file), "
         "and these images have none"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from report_fixtures import ATTACKS, INSERTION, METHODS, OWN_R, ROOT, SMALL, STEMS, make_artifacts
+from report_fixtures import ATTACKS, INSERTION, METHODS, OWN_R, ROOT, SMALL, STEMS, make_artifacts, write_report_tables
 
 from deepsaliency import report as rep
 
@@ -175,6 +175,7 @@ def test_partial_metrics_say_which_numbers_are_missing(tmp_path):
     shutil.rmtree(root / "data/attacks")  # the tables alone make the leaderboard
     faith = pd.read_csv(root / "reports/metrics/faithfulness.csv")
     faith[faith["method"] != "random"].to_csv(root / "reports/metrics/faithfulness.csv", index=False)
+    write_report_tables(root)  # the metrics stage's summary tables of the changed per-image tables
     report = rep.write_report(root, "reports")
     lb = report.tables["leaderboard_raw"]
     assert lb["linf_255"].isna().all() and lb["insertion_gain"].isna().all()
@@ -190,6 +191,7 @@ def test_unequal_attack_budgets_are_flagged(tmp_path):
     q = pd.read_csv(root / "reports/metrics/attack_quality.csv")
     q.loc[q["attack"] == "rise", "linf_255"] = 12.0
     q.to_csv(root / "reports/metrics/attack_quality.csv", index=False)
+    write_report_tables(root)
     rep.write_report(root, "reports")
     md = (root / "reports/report.md").read_text()
     assert "own-attack L∞ from 3 to 12 /255" in md and "unequal budgets" in md
@@ -216,8 +218,9 @@ def test_malformed_table_becomes_a_note(tmp_path):
     shutil.rmtree(root / "data")  # only the tables matter here
     sim = pd.read_csv(root / "reports/metrics/map_similarity.csv").drop(columns=["pearson"])
     sim.to_csv(root / "reports/metrics/map_similarity.csv", index=False)
+    write_report_tables(root)  # no transfer matrix can be made without pearson: its summary table is absent
     report = rep.write_report(root, "reports")
-    assert any("Transfer matrix left out" in n and "pearson" in n for n in report.notes)
+    assert any("Transfer matrix left out" in n and "transfer_adv_target.csv" in n for n in report.notes)
     assert report.tables["leaderboard_raw"]["adv_target"].isna().all()
 
 

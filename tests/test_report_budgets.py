@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from PIL import Image
-from report_fixtures import STEMS, make_artifacts
+from report_fixtures import STEMS, make_artifacts, write_report_tables
 
 from deepsaliency import report as rep
 from deepsaliency.artifacts import attack_dir
@@ -46,6 +46,7 @@ def _with_budgets(root, rank_eps=None):
         out.to_csv(mdir / f"{name}.csv", index=False)
     board = leaderboard(pd.read_csv(mdir / "map_similarity.csv"), rank_eps=rank_eps)
     (root / "reports/metrics.json").write_text(json.dumps({"leaderboard": board}))
+    write_report_tables(root)  # the metrics stage's summary tables at the ranked budget
     source = root / "data/attacks/saliency"
     for eps in R_AT:
         folder = attack_dir("saliency", eps, root / "data/attacks")

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from helpers import run_stage
 from skimage.transform import resize
 
 from deepsaliency import generate_masks
@@ -231,7 +230,7 @@ def test_bad_sampling_is_named():
         generate_masks(N=10, s=8, sampling="halton")
 
 
-def test_masks_stage_writes_the_chosen_sampling_and_rejects_an_unknown_one(tmp_path):
+def test_masks_stage_writes_the_chosen_sampling_and_rejects_an_unknown_one(tmp_path, stage_in_process):
     import shutil
     import subprocess
     from pathlib import Path
@@ -246,7 +245,7 @@ def test_masks_stage_writes_the_chosen_sampling_and_rejects_an_unknown_one(tmp_p
 
     def run() -> subprocess.CompletedProcess:
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        return run_stage(tmp_path, "stages/masks.py")
+        return stage_in_process(tmp_path, "stages/masks.py")
 
     proc = run()
     assert proc.returncode == 0, proc.stderr

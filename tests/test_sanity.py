@@ -4,7 +4,6 @@ import importlib.util
 import json
 import shutil
 import statistics
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pytest
 import scipy.stats
 import torch
 import yaml
-from helpers import run_stage
 from torch import nn
 
 from deepsaliency import Model
@@ -81,6 +79,7 @@ def test_bad_arguments_name_themselves():
         sanity.summarize(sanity.randomization_test(m, x, ["saliency"], groups=groups, max_depth=0), confidence=1.5)
 
 
+@pytest.mark.slow
 def test_depth_zero_is_the_original_map_and_the_callers_model_is_untouched(model, samples):
     x = samples["chelsea"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -238,10 +237,11 @@ def _stage_module():
     return module
 
 
+@pytest.mark.slow
 def test_stage_depth_zero_is_the_explain_stages_map_exactly(model, samples):
     from deepsaliency.attribution import explain_images
-    from deepsaliency.config import load_params
     from deepsaliency.experiments import method_kwargs
+    from deepsaliency.params import load_params
 
     stage = _stage_module()
     params = load_params(ROOT / "params.yaml")
@@ -284,14 +284,11 @@ def _project(tmp_path: Path, prepared: Path, **sections) -> Path:
     return tmp_path
 
 
-def _run(project: Path, script: str) -> subprocess.CompletedProcess:
-    return run_stage(project, script, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
-
-
-def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path, prepared):
+@pytest.mark.slow
+def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path, prepared, stage_in_process):
     section = {"methods": ["saliency", "guided_backprop"], "variants": ["cascading"], "max_depth": 2, "seed": 0}
     project = _project(tmp_path, prepared, sanity=section)
-    proc = _run(project, "stages/sanity.py")
+    proc = stage_in_process(project, "stages/sanity.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
     per_image = pd.read_csv(project / "reports/sanity/per_image.csv")
     stems = pd.read_csv(prepared / "manifest.csv").stem.tolist()
@@ -313,9 +310,9 @@ def test_sanity_stage_end_to_end_in_a_project_copy(tmp_path, prepared):
     assert (project / "reports/sanity/sanity.png").stat().st_size > 10_000
 
 
-def test_sanity_stage_rejects_a_depth_beyond_the_models_layer_groups(tmp_path, prepared):
+def test_sanity_stage_rejects_a_depth_beyond_the_models_layer_groups(tmp_path, prepared, stage_in_process):
     section = {"methods": ["saliency"], "variants": ["cascading"], "max_depth": 11, "seed": 0}
-    proc = _run(_project(tmp_path, prepared, sanity=section), "stages/sanity.py")
+    proc = stage_in_process(_project(tmp_path, prepared, sanity=section), "stages/sanity.py")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines == [

@@ -36,6 +36,7 @@ def seed_model():
     return Model().to(device)  # the seed's call: no arguments
 
 
+@pytest.mark.slow
 def test_model_without_arguments_is_the_embedded_default(seed_model, model, samples):
     assert seed_model.name == "efficientnet_lite0" and seed_model.input_size == (224, 224)
     assert len(seed_model.labels) == 1000 and not seed_model.training
@@ -47,6 +48,7 @@ def test_model_without_arguments_is_the_embedded_default(seed_model, model, samp
     assert pred.labels == ["Egyptian cat"] and pred.probabilities[0] == pytest.approx(0.54, abs=0.01)
 
 
+@pytest.mark.slow
 def test_untargeted_perform_attack_moves_the_real_map_and_keeps_the_class(seed_model):
     """``perform_attack`` without a target on the real model (saliency, a few steps: the fast variant of the
     seed's integrated-gradients call, which the slow test below runs as written)."""

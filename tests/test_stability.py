@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import run_stage
 from torch import nn
 
 from deepsaliency import Model
@@ -114,6 +112,7 @@ def test_bad_arguments_name_themselves():
         stability.stability_scores(model, torch.cat([x, x]), "saliency", 0)
 
 
+@pytest.mark.slow
 def test_seeded_reruns_on_the_real_model_are_identical_and_leave_the_global_generator_alone(model, samples):
     x = torch.cat([samples["chelsea"], samples["coffee"]])
     with torch.no_grad():
@@ -147,14 +146,11 @@ def _project(tmp_path: Path, prepared: Path, section: dict) -> Path:
     return tmp_path
 
 
-def _run(project: Path) -> subprocess.CompletedProcess:
-    return run_stage(project, "stages/stability.py", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
-
-
-def test_stability_stage_end_to_end_and_seeded(tmp_path, prepared):
+@pytest.mark.slow
+def test_stability_stage_end_to_end_and_seeded(tmp_path, prepared, stage_in_process):
     section = {"methods": ["saliency", "gradcam"], "radius": 0.02, "n_perturb_samples": 2, "seed": 0, "batch_size": 2}
     project = _project(tmp_path, prepared, section)
-    proc = _run(project)
+    proc = stage_in_process(project, "stages/stability.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
     per_image = pd.read_csv(project / "reports/stability/per_image.csv")
     stems = pd.read_csv(prepared / "manifest.csv").stem.tolist()
@@ -169,13 +165,13 @@ def test_stability_stage_end_to_end_and_seeded(tmp_path, prepared):
         assert metrics[row.method][row.metric]["mean"] == pytest.approx(row.mean, rel=1e-5)
         assert row.ci_low <= row.mean <= row.ci_high
     first = (project / "reports/stability/per_image.csv").read_bytes()
-    assert _run(project).returncode == 0
+    assert stage_in_process(project, "stages/stability.py").returncode == 0
     assert (project / "reports/stability/per_image.csv").read_bytes() == first  # a rerun is byte-identical
 
 
-def test_stability_stage_rejects_a_radius_outside_pixel_units(tmp_path, prepared):
+def test_stability_stage_rejects_a_radius_outside_pixel_units(tmp_path, prepared, stage_in_process):
     section = {"methods": ["saliency"], "radius": 2, "n_perturb_samples": 2, "seed": 0, "batch_size": 2}
-    proc = _run(_project(tmp_path, prepared, section))
+    proc = stage_in_process(_project(tmp_path, prepared, section), "stages/stability.py")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: stability.radius: 2 is not allowed (expected a number in (0, 1])"

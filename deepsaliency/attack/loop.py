@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from torch import nn
 
 from .network import AttackNetwork, attack_network, beta_schedule, check_curvature
 from .objective import MapLoss, Problem, resampled
-from .params import GRADIENT_METHODS, RESAMPLE_DEFAULT, samples_per_image
+from .params import FIXED_BETA_METHODS, GRADIENT_METHODS, RESAMPLE_DEFAULT, LoopSettings, samples_per_image
 
 
 @dataclass
@@ -170,23 +170,6 @@ def _keep_active(opt: torch.optim.Optimizer, x_adv: torch.Tensor, keep: torch.Te
     return new
 
 
-@dataclass
-class LoopSettings:
-    """The optimiser's settings (see :func:`~deepsaliency.attack.run_attack` for each)."""
-
-    num_iter: int
-    lr: float
-    lr_end: float | None
-    beta_start: float
-    beta_end: float
-    eval_every: int
-    resample: bool | None
-    fast: bool
-    tol: float | None = None
-    callback: Callable[[int, dict], None] | None = None
-    progress: bool = False
-
-
 def _step(
     prob: Problem,
     run: LoopSettings,
@@ -198,9 +181,11 @@ def _step(
     result: AttackResult,
 ) -> None:
     """One Adam step on the active images; appends their history records."""
-    smooth = prob.method in GRADIENT_METHODS
-    beta = beta_schedule(step - 1, run.num_iter, run.beta_start, run.beta_end) if smooth else math.nan
-    net.set_beta(beta)
+    if prob.method in GRADIENT_METHODS:
+        beta = beta_schedule(step - 1, run.num_iter, run.beta_start, run.beta_end)
+        net.set_beta(beta)
+    else:  # the defence's own fixed β, or no smoothing at all (RISE)
+        beta = float(prob.params.get("beta", math.nan))
     opt.zero_grad(set_to_none=True)
     resample = RESAMPLE_DEFAULT.get(prob.method, False) if run.resample is None else run.resample
     expl, out = prob.step_loss(x_adv, idx, resampled(prob.method, prob.params, step) if resample else prob.params)
@@ -260,7 +245,6 @@ def attack_loop(
     reference_map: torch.Tensor,
     *,
     a: float,
-    b: float,
     eps: float | None,
     run: LoopSettings,
 ) -> AttackResult:
@@ -273,8 +257,8 @@ def attack_loop(
         cls: the kept classes (B,); probs_0: softmax of ``x`` (B, K), original network.
         map_loss: see :data:`MapLoss`; differentiable, to minimise.
         reference_map: stored as :attr:`AttackResult.target_map` (B, H, W).
-        a, b: the terms' weights; eps: L∞ budget in pixel units (None: none; 0: x_adv = x).
-        run: the optimiser's settings.
+        a: the explanation term's weight; eps: L∞ budget in pixel units (None: none; 0: x_adv = x).
+        run: the optimiser's settings (the output term's weight is ``run.b``).
 
     Returns:
         An :class:`AttackResult`; ``expl_loss`` in its records is ``map_loss``.
@@ -283,7 +267,7 @@ def attack_loop(
         ParamError: the map does not depend on the input even after smoothing (:func:`check_curvature`).
     """
     n, smooth = len(x), exp_method in GRADIENT_METHODS
-    prob = Problem(model, x, exp_method, cls, probs_0, params, map_loss, a, b, eps)
+    prob = Problem(model, x, exp_method, cls, probs_0, params, map_loss, a, run.b, eps)
     result = AttackResult(
         x_adv=x.clone(),
         adv_expl=torch.empty(0),
@@ -296,7 +280,9 @@ def attack_loop(
     )
     track = _Tracker(result, n, x.device)
     beta0, probe = (run.beta_start, x) if smooth else (None, None)
-    with attack_network(model, beta0, fast=run.fast and smooth, probe=probe) as net:
+    # The defence's methods swap their own fixed-β activations in; the fast convolutions serve them too.
+    fast = run.fast and (smooth or exp_method in FIXED_BETA_METHODS)
+    with attack_network(model, beta0, fast=fast, probe=probe) as net:
         if smooth and a > 0:  # never return a no-op as a result: stop if the map cannot move at all
             check_curvature(model, x, exp_method, cls, params, net.smoothed)
         all_images = torch.arange(n, device=x.device)

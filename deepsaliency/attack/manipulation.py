@@ -31,18 +31,18 @@ Choices (the measurements behind them are in benchmarks/README.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..differentiable import check_method, differentiable_attribution, unit_sum_map
+from ..differentiable import differentiable_attribution, unit_sum_map
 from ..errors import ParamError
 from ..models import preserves_model_state
-from .loop import AttackResult, LoopSettings, attack_loop
+from ..params import ATTACK
+from .loop import AttackResult, attack_loop
 from .objective import MapLoss
-from .params import ATTACK_METHOD_DEFAULTS, GRADIENT_METHODS, as_batch, check_attack_params, prepare_input
+from .params import INPUT_GRADIENT_METHODS, as_batch, start_attack
 
 
 def map_mse(h_t: torch.Tensor) -> MapLoss:
@@ -59,7 +59,7 @@ def _target_maps(
         xt = as_batch(target, n, "target", 4).to(device=device, dtype=torch.float32)
         with torch.no_grad():
             cls_t = model(xt).argmax(-1)
-        xt = xt.detach().requires_grad_(method in GRADIENT_METHODS)
+        xt = xt.detach().requires_grad_(method in INPUT_GRADIENT_METHODS)
         attr = differentiable_attribution(model, xt, method, cls_t, create_graph=False, **params)
         return unit_sum_map(attr.detach()).detach()
     tm = as_batch(target_map, n, "target_map", 3).to(device=device, dtype=torch.float32)
@@ -76,28 +76,22 @@ def run_attack(
     num_iter: int = 100,
     target: torch.Tensor | None = None,
     target_map: torch.Tensor | None = None,
-    lr: float = 2e-3,
-    lr_end: float | None = 5e-5,
-    a: float = 1e11,
-    b: float = 1e6,
-    beta_start: float = 10.0,
-    beta_end: float = 100.0,
+    a: float = ATTACK.saliency.a,
     eps: float | None = None,
-    eval_every: int = 10,
-    resample: bool | None = None,
-    fast: bool = True,
-    callback: Callable[[int, dict], None] | None = None,
-    progress: bool = False,
-    tol: float | None = None,
-    **params: Any,
+    **options: Any,
 ) -> AttackResult:
     """Manipulate the explanation of ``x`` toward a target map (Dombrowski et al. 2019).
+
+    The optimiser's keyword arguments (``lr``, ``lr_end``, ``b``, ``beta_start``, ``beta_end``, ``eval_every``,
+    ``resample``, ``fast``, ``callback``, ``progress``, ``tol``) are :class:`~deepsaliency.attack.params.LoopSettings`
+    fields, shared with the untargeted attack and defaulting there; every other keyword is the method's.
 
     Args:
         model: a classifier in pixel space returning logits (weights frozen).
         x: images (B, 3, H, W) in [0, 1].
-        exp_method: one of ``saliency``, ``input_x_gradient``, ``integrated_gradients``,
-            ``smoothgrad``, ``rise``.
+        exp_method: one of :data:`deepsaliency.methods.ATTACK_METHODS`: ``saliency``, ``input_x_gradient``,
+            ``integrated_gradients``, ``smoothgrad``, ``rise``, ``gradcam`` (``layer``) and the defence's
+            ``saliency_smoothed``, ``input_x_gradient_smoothed``, ``integrated_gradients_smoothed`` (``beta``).
         num_iter: the most Adam steps per image (≥ 1).
         target: target images (B, 3, H, W) or one (3, H, W); ``h_t`` is the same method's
             unit-sum map of each, for its own predicted class, on the original network.
@@ -109,7 +103,9 @@ def run_attack(
         a, b: weights of the explanation and output terms (≥ 0).
         beta_start, beta_end: softplus β at the first and last step (geometric in between).
             Not used for ``rise`` (it needs no second derivative, so the original
-            activations are attacked directly).
+            activations are attacked directly) nor for the ``*_smoothed`` methods: their map is that of
+            the softplus-``beta`` network with their own FIXED ``beta`` (the map being defended), while
+            the output term and the kept class are the ORIGINAL network's.
         eps: L∞ budget around ``x`` in pixel units, in [0, 1] (None: no budget; 0: x_adv = x exactly).
             x_adv is always clamped to [0, 1].
         eval_every: evaluate the iterate on the ORIGINAL network every this many steps
@@ -128,7 +124,8 @@ def run_attack(
         tol: stop an image once the relative improvement of its best evaluated loss over the last
             20 % of its steps is below ``tol`` (rule: :mod:`deepsaliency.attack.loop`), in [0, 1);
             None or 0: run all ``num_iter`` steps.
-        **params: the method's explanation parameters during the attack (see
+        **options: the :class:`~deepsaliency.attack.params.LoopSettings` above, and the method's explanation
+            parameters during the attack (see
             :func:`deepsaliency.differentiable.differentiable_attribution`); missing ones come from
             :data:`~deepsaliency.attack.params.ATTACK_METHOD_DEFAULTS`. ``rise`` needs ``masks``.
 
@@ -139,31 +136,24 @@ def run_attack(
         ParamError: a bad argument (named), or a map that does not depend on the input
             (:func:`~deepsaliency.attack.network.check_curvature`).
     """
-    check_method(exp_method, "exp_method")
-    check_attack_params(num_iter, lr, a, b, beta_start, beta_end, eps, eval_every, lr_end, tol)
+    x, probs_0, params, run = start_attack(model, x, exp_method, num_iter, a, eps, options)
     if (target is None) == (target_map is None):
         raise ParamError("target: give exactly one of target (images) and target_map (maps)")
-    params = {**ATTACK_METHOD_DEFAULTS[exp_method], **params}
-    x = prepare_input(model, x)
     # Everything about the clean and target images: on the original network.
-    with torch.no_grad():
-        probs_0 = model(x).softmax(-1)
     cls = probs_0.argmax(-1)
     h_t = _target_maps(model, x, exp_method, target, target_map, params)
-    run = LoopSettings(num_iter, lr, lr_end, beta_start, beta_end, eval_every, resample, fast, tol, callback, progress)
-    return attack_loop(model, x, exp_method, cls, probs_0, params, map_mse(h_t), h_t, a=a, b=b, eps=eps, run=run)
+    return attack_loop(model, x, exp_method, cls, probs_0, params, map_mse(h_t), h_t, a=a, eps=eps, run=run)
 
 
-@preserves_model_state
-def perform_attack(
+def perform_attack(  # the model's state is kept by the attack it calls (preserves_model_state)
     model: nn.Module,
-    x: torch.Tensor,
+    x: Tensor,
     exp_method: str = "integrated_gradients",
     num_iter: int = 100,
-    target: torch.Tensor | None = None,
+    target: Tensor | None = None,
     history: list | None = None,
     **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """The explanation attack with the reference code's signature.
 
     With ``target`` (images) or ``target_map`` (maps): Dombrowski et al.'s targeted attack,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..differentiable import explanation_and_logits, unit_sum_map
-from .params import GRADIENT_METHODS
+from .params import INPUT_GRADIENT_METHODS
 
 #: (maps (b, H, W) of the active images, their indices (b,) in the batch) → explanation term (b,).
 MapLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -38,7 +38,7 @@ def objective_terms(
 
 def resampled(method: str, params: dict, step: int) -> dict:
     """``params`` with the step's fresh samples (see ``resample`` in :func:`~deepsaliency.attack.run_attack`)."""
-    if method == "integrated_gradients":
+    if method in ("integrated_gradients", "integrated_gradients_smoothed"):
         return {**params, "alpha_seed": step}
     if method == "smoothgrad":
         return {**params, "seed": int(params.get("seed", 0)) + step}
@@ -64,7 +64,7 @@ class Problem:
 
     def evaluate(self, x_adv: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Losses, map and kept class of the active iterates on the current (original) network, no graph."""
-        x_adv = x_adv.detach().requires_grad_(self.method in GRADIENT_METHODS)
+        x_adv = x_adv.detach().requires_grad_(self.method in INPUT_GRADIENT_METHODS)
         attr, logits = explanation_and_logits(
             self.model, x_adv, self.method, self.cls[idx], create_graph=False, **self.params
         )

@@ -1,8 +1,16 @@
-"""The attacks' shared defaults and argument checks (one default per parameter, one check per rule)."""
+"""The attacks' shared defaults and argument checks (one default per parameter, one check per rule).
+
+:class:`LoopSettings` holds the optimiser's settings and their ONE set of defaults; both attacks
+(:func:`~deepsaliency.attack.run_attack`, :func:`~deepsaliency.attack.untargeted.untargeted_attack`) take
+them as keyword arguments and start through :func:`start_attack`. Every default is read from the params models
+(:data:`deepsaliency.params.ATTACK`), the one place that defines it.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -10,23 +18,84 @@ from torch import nn
 
 from ..errors import ParamError
 
-#: Methods whose attack needs second derivatives (and so the softplus network).
-from ..methods import GRADIENT_METHODS as GRADIENT_METHODS  # the attacked methods smoothed by softplus-β
+# Methods whose attack needs second derivatives (and so the softplus network); those whose map is a fixed-β
+# network's (the defence); those whose input must require grad.
+from ..methods import ATTACK_METHODS, FIXED_BETA_METHODS, GRADIENT_METHODS, INPUT_GRADIENT_METHODS
+from ..params import ATTACK, SECTIONS
+
+__all__ = ["FIXED_BETA_METHODS", "GRADIENT_METHODS", "INPUT_GRADIENT_METHODS"]  # re-exported for the attack
 
 #: Explanation parameters used DURING the attack when the caller gives none (cheaper than the
-#: explain stage's: each sample costs a double backward per step). The only defaults of these
-#: parameters in the attack; the measured settings behind them are in benchmarks/README.md.
+#: explain stage's: each sample costs a double backward per step): the params models' defaults,
+#: ``attack.<m>``'s samples per step over the method's own section (:mod:`deepsaliency.params`).
 ATTACK_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "saliency": {},
-    "input_x_gradient": {},
-    "integrated_gradients": {"n_steps": 4, "integration": "gausslegendre"},
-    "smoothgrad": {"nt_samples": 3, "stdevs": 0.15, "seed": 0},
-    "rise": {"rise_masks": 16, "mask_seed": 0, "batch_size": 16},
+    m: SECTIONS[m]().attack_kwargs() | ATTACK.run(m).explanation_kwargs() for m in ATTACK_METHODS
 }
+ATTACK_METHOD_DEFAULTS["rise"]["mask_seed"] = ATTACK.seed
 
 #: Which methods redraw their samples every step by default (``resample=None``): measured,
 #: redrawing helped integrated gradients but hurt smoothgrad and rise (benchmarks/README.md).
-RESAMPLE_DEFAULT = {"integrated_gradients": True, "smoothgrad": False, "rise": False}
+RESAMPLE_DEFAULT = {
+    "integrated_gradients": True,
+    "integrated_gradients_smoothed": True,
+    "smoothgrad": False,
+    "rise": False,
+}
+
+
+@dataclass
+class LoopSettings:
+    """The optimiser's settings, the same for both attacks; the field defaults are the attacks' defaults.
+
+    Attributes (each described in :func:`~deepsaliency.attack.run_attack`): ``num_iter`` (Adam steps, ≥ 1),
+    ``lr`` and ``lr_end`` (pixel units per step, cosine decay), ``beta_start``/``beta_end`` (softplus β,
+    annealed), ``eval_every`` (steps between evaluations on the original network), ``resample``, ``fast``,
+    ``tol`` (convergence, relative), ``callback``, ``progress``, ``b`` (weight of the output term, ≥ 0).
+    """
+
+    num_iter: int = 100  # the seed project's documented perform_attack(..., num_iter=100)
+    lr: float = ATTACK.saliency.lr
+    lr_end: float | None = ATTACK.saliency.lr_end
+    beta_start: float = ATTACK.beta_start
+    beta_end: float = ATTACK.beta_end
+    eval_every: int = ATTACK.saliency.eval_every
+    resample: bool | None = None
+    fast: bool = True
+    tol: float | None = None  # a library call runs all num_iter steps unless asked; the stages pass attack.tol
+    callback: Callable[[int, dict], None] | None = None
+    progress: bool = False
+    b: float = ATTACK.b
+
+
+#: The keyword arguments of the attacks that are :class:`LoopSettings` (the rest are the method's parameters).
+SETTINGS = frozenset(f.name for f in fields(LoopSettings))
+
+
+def start_attack(
+    model: nn.Module, x: torch.Tensor, exp_method: str, num_iter: Any, a: Any, eps: Any, options: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any], LoopSettings]:
+    """What both attacks do first: check the arguments, split ``options`` into the loop's settings and the
+    method's parameters (missing ones from :data:`ATTACK_METHOD_DEFAULTS`), and evaluate the clean images.
+
+    Returns:
+        ``(x, probs_0, params, run)``: the images (B, 3, H, W) float32 on the model's device, their softmax
+        (B, K) on the original network, the method's attack-time parameters and the :class:`LoopSettings`.
+
+    Raises:
+        ParamError: a method that cannot be attacked (naming ``exp_method``) or a bad setting (named).
+    """
+    from ..differentiable import check_method
+
+    check_method(exp_method, "exp_method")
+    run = LoopSettings(num_iter, **{k: v for k, v in options.items() if k in SETTINGS})
+    check_attack_params(
+        num_iter, run.lr, a, run.b, run.beta_start, run.beta_end, eps, run.eval_every, run.lr_end, run.tol
+    )
+    params = {**ATTACK_METHOD_DEFAULTS[exp_method], **{k: v for k, v in options.items() if k not in SETTINGS}}
+    x = prepare_input(model, x)
+    with torch.no_grad():
+        probs_0 = model(x).softmax(-1)
+    return x, probs_0, params, run
 
 
 def check(name: str, value: Any, ok: bool, allowed: str) -> Any:
@@ -114,8 +183,8 @@ def samples_per_image(method: str, params: dict) -> int:
     for integrated gradients, ``nt_samples`` for SmoothGrad, the masks used for RISE."""
     from ..differentiable import method_default
 
-    if method == "integrated_gradients":
-        return int(params.get("n_steps", method_default(method, "n_steps")))
+    if method in ("integrated_gradients", "integrated_gradients_smoothed"):
+        return int(params.get("n_steps", method_default("integrated_gradients", "n_steps")))
     if method == "smoothgrad":
         return int(params.get("nt_samples", method_default(method, "nt_samples")))
     if method == "rise":
@@ -123,3 +192,27 @@ def samples_per_image(method: str, params: dict) -> int:
         total = len(masks) if masks is not None else 0
         return total if k is None else min(int(k), total)
     return 1
+
+
+def stage_arguments(
+    argv: list[str], script: str, section: str, methods: list[str], budgets: list[float]
+) -> tuple[str, float]:
+    """``<method> <eps>`` of an attack stage's command line, each checked against ``<section>.methods`` / ``.eps``.
+
+    Returns:
+        The method and the budget in /255 units.
+
+    Raises:
+        ParamError: one line naming ``script``, the bad value and the allowed ones.
+    """
+    from ..artifacts import eps_name
+
+    if len(argv) != 2 or argv[0] not in methods:
+        raise ParamError(f"{script}: method {argv[:1]!r} is not allowed (one of {section}.methods: {methods})")
+    try:
+        eps = float(argv[1])
+    except ValueError:
+        eps = float("nan")  # matches no budget below
+    if not any(eps_name(e) == eps_name(eps) for e in budgets):
+        raise ParamError(f"{script}: budget {argv[1]!r} is not allowed (one of {section}.eps: {budgets})")
+    return argv[0], eps

@@ -26,18 +26,18 @@ attacks, so the objectives are written here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..differentiable import check_method, differentiable_attribution, unit_sum_map
+from ..differentiable import differentiable_attribution, unit_sum_map
 from ..errors import ParamError
 from ..models import preserves_model_state
-from .loop import AttackResult, LoopSettings, attack_loop
+from ..params import UNTARGETED
+from .loop import AttackResult, attack_loop
 from .objective import MapLoss
-from .params import ATTACK_METHOD_DEFAULTS, GRADIENT_METHODS, check_attack_params, prepare_input
+from .params import INPUT_GRADIENT_METHODS, start_attack
 
 #: The attack objectives: ``topk`` and ``center_of_mass``.
 KINDS = ("topk", "center_of_mass")
@@ -47,10 +47,10 @@ DEFAULT_EPS = 8 / 255
 
 #: Weight ``a`` of the explanation term per kind when none is given (the output term's ``b`` is 1e6,
 #: as for the targeted attack). The top-k share is in [0, 1], the centre-of-mass distance in pixels.
-DEFAULT_A = {"topk": 100.0, "center_of_mass": 1.0}
+DEFAULT_A = {kind: getattr(UNTARGETED, f"a_{kind}") for kind in KINDS}
 
 
-def topk_mask(h: torch.Tensor, k: int) -> torch.Tensor:
+def topk_mask(h: Tensor, k: int) -> Tensor:
     """1 on the ``k`` largest pixels of each map, else 0: (B, H, W) → (B, H, W) float."""
     flat = h.reshape(len(h), -1)
     mask = torch.zeros_like(flat)
@@ -58,7 +58,7 @@ def topk_mask(h: torch.Tensor, k: int) -> torch.Tensor:
     return mask.view_as(h)
 
 
-def center_of_mass(h: torch.Tensor) -> torch.Tensor:
+def center_of_mass(h: Tensor) -> Tensor:
     """Centre of mass (row, column) in pixels of non-negative maps (B, H, W) → (B, 2), differentiable."""
     rows = torch.arange(h.shape[-2], dtype=h.dtype, device=h.device)
     cols = torch.arange(h.shape[-1], dtype=h.dtype, device=h.device)
@@ -66,14 +66,14 @@ def center_of_mass(h: torch.Tensor) -> torch.Tensor:
     return torch.stack([(h.sum(2) * rows).sum(1) / total, (h.sum(1) * cols).sum(1) / total], 1)
 
 
-def topk_loss(h0: torch.Tensor, k: int) -> MapLoss:
+def topk_loss(h0: Tensor, k: int) -> MapLoss:
     """Ghorbani et al.'s top-k objective: the share of each map on the top-k pixels of its row of ``h0``,
     (b,) in [0, 1], for maps (b, H, W) of the images ``idx``."""
     mask = topk_mask(h0, k)
     return lambda h, idx: (h * mask[idx]).sum((1, 2)) / h.sum((1, 2)).clamp_min(torch.finfo(h.dtype).tiny)
 
 
-def center_of_mass_loss(h0: torch.Tensor) -> MapLoss:
+def center_of_mass_loss(h0: Tensor) -> MapLoss:
     """Ghorbani et al.'s centre-of-mass objective: minus the distance (pixels) of each map's centre
     of mass from its row of ``h0``'s, (b,) ≤ 0, for maps (b, H, W) of the images ``idx``."""
     c0 = center_of_mass(h0)
@@ -84,43 +84,32 @@ def center_of_mass_loss(h0: torch.Tensor) -> MapLoss:
 @preserves_model_state
 def untargeted_attack(
     model: nn.Module,
-    x: torch.Tensor,
+    x: Tensor,
     exp_method: str = "integrated_gradients",
     num_iter: int = 100,
     kind: str = "topk",
-    k: int = 1000,
+    k: int = UNTARGETED.k,
     eps: float | None = DEFAULT_EPS,
-    lr: float = 2e-3,
-    lr_end: float | None = 5e-5,
     a: float | None = None,
-    b: float = 1e6,
-    beta_start: float = 10.0,
-    beta_end: float = 100.0,
-    eval_every: int = 10,
-    resample: bool | None = None,
-    fast: bool = True,
-    callback: Callable[[int, dict], None] | None = None,
-    progress: bool = False,
-    tol: float | None = None,
-    **params: Any,
+    **options: Any,
 ) -> AttackResult:
     """Push the explanation of ``x`` away from itself, keeping the class (Ghorbani et al. 2019).
 
     Args:
         model: a classifier in pixel space returning logits.
         x: images (B, 3, H, W) or (3, H, W) in [0, 1].
-        exp_method: ``saliency``, ``input_x_gradient``, ``integrated_gradients``, ``smoothgrad`` or ``rise``.
+        exp_method: one of :data:`deepsaliency.methods.ATTACK_METHODS` (as for :func:`deepsaliency.attack.run_attack`).
         num_iter: Adam steps (≥ 1).
         kind: ``topk`` (minimise the map's share on its original top-k pixels) or
             ``center_of_mass`` (maximise the shift of its centre of mass, in pixels).
         k: pixels of the top-k set, 1 ≤ k < H·W (``topk`` only; 1000 as in the paper and ``metrics.top_k``).
         eps: L∞ budget in pixel units, in [0, 1] (0: x_adv = x); default 8/255 (Ghorbani et al.'s largest);
             None → no budget. ``x_adv`` is always clamped to [0, 1].
-        lr, lr_end: Adam step in pixel units, cosine-decayed to ``lr_end``.
         a: weight of the explanation term; None → :data:`DEFAULT_A` of ``kind``.
-        b: weight of the output term ``MSE(softmax(x_adv), softmax(x))``.
-        beta_start, beta_end, eval_every, resample, fast, callback, progress, tol, **params: as for
-            :func:`deepsaliency.attack.run_attack`.
+        **options: the optimiser's settings (:class:`~deepsaliency.attack.params.LoopSettings`: ``lr``,
+            ``lr_end``, ``b`` the weight of ``MSE(softmax(x_adv), softmax(x))``, ``beta_start``, ``beta_end``,
+            ``eval_every``, ``resample``, ``fast``, ``callback``, ``progress``, ``tol``) and the method's
+            parameters, as for :func:`deepsaliency.attack.run_attack`.
 
     Returns:
         An :class:`~deepsaliency.attack.loop.AttackResult`: ``x_adv`` (B, 3, H, W), ``adv_expl`` its
@@ -132,25 +121,19 @@ def untargeted_attack(
         ParamError: a bad argument (named), or a map that does not depend on the input
             (see :func:`deepsaliency.attack.network.check_curvature`).
     """
-    check_method(exp_method, "exp_method")
     if kind not in KINDS:
         raise ParamError(f"kind: {kind!r} is not allowed (one of {', '.join(KINDS)})")
     a = DEFAULT_A[kind] if a is None else a
-    check_attack_params(num_iter, lr, a, b, beta_start, beta_end, eps, eval_every, lr_end, tol)
-    x = prepare_input(model, x)
+    x, probs_0, params, run = start_attack(model, x, exp_method, num_iter, a, eps, options)
     pixels = x.shape[-2] * x.shape[-1]
     if kind == "topk" and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < pixels):
         raise ParamError(
             f"k: {k!r} is not allowed (an integer in [1, {pixels - 1}] for {x.shape[-2]}×{x.shape[-1]} images)"
         )
-    params = {**ATTACK_METHOD_DEFAULTS[exp_method], **params}
 
     # The original prediction and map: on the original network, with the attack's fixed samples.
-    with torch.no_grad():
-        probs_0 = model(x).softmax(-1)
     cls = probs_0.argmax(-1)
-    x0 = x.detach().clone().requires_grad_(exp_method in GRADIENT_METHODS)
+    x0 = x.detach().clone().requires_grad_(exp_method in INPUT_GRADIENT_METHODS)
     h0 = unit_sum_map(differentiable_attribution(model, x0, exp_method, cls, create_graph=False, **params).detach())
     map_loss = topk_loss(h0, k) if kind == "topk" else center_of_mass_loss(h0)
-    run = LoopSettings(num_iter, lr, lr_end, beta_start, beta_end, eval_every, resample, fast, tol, callback, progress)
-    return attack_loop(model, x, exp_method, cls, probs_0, params, map_loss, h0, a=a, b=b, eps=eps, run=run)
+    return attack_loop(model, x, exp_method, cls, probs_0, params, map_loss, h0, a=a, eps=eps, run=run)

@@ -8,7 +8,11 @@
 * :mod:`.faithfulness` — deletion and insertion AUC (Petsiuk et al. 2018), with the deleted pixels'
   substrates in :mod:`.substrates`;
 * :mod:`.statistics` — bootstrap confidence intervals, paired Wilcoxon tests and ranks over images;
-* :mod:`.tables` — the metrics stage's tables and summary.
+* :mod:`.load` — the stage's inputs (listed runs only); :mod:`.tables` — its per-image tables;
+  :mod:`.summary` — metrics.json (CIs, ranks, manipulability curves); :mod:`.aggregates` — the report's tables
+  (leaderboard numbers, transfer matrices, summaries; the report computes nothing);
+  :mod:`.defence_table` — the smoothing defences against the attack and the stability columns;
+  :mod:`.untargeted_summary` — the untargeted attack's summary (Ghorbani et al. 2019).
 """
 
 from .attack_quality import attack_quality, image_psnr, image_ssim, perturbation_l2, perturbation_linf, success_rate

@@ -222,17 +222,11 @@ def deletion(
 
 
 @preserves_model_state
-def insertion(
-    model: nn.Module,
-    x: torch.Tensor,
-    saliency: np.ndarray,
-    target: int | None = None,
-    step: int = DEFAULT_STEP,
-    blur_kernel: int = REFERENCE_BLUR_KERNEL,
-    blur_sigma: float = REFERENCE_BLUR_SIGMA,
-    batch_size: int = 16,
-    seed: int = 0,
-) -> Curve:
+def insertion(  # deletion's arguments but the substrate, kept compact
+    model: nn.Module, x: torch.Tensor, saliency: np.ndarray, target: int | None = None,
+    step: int = DEFAULT_STEP, blur_kernel: int = REFERENCE_BLUR_KERNEL, blur_sigma: float = REFERENCE_BLUR_SIGMA,
+    batch_size: int = 16, seed: int = 0,
+) -> Curve:  # fmt: skip
     """Insertion curve and AUC (Petsiuk et al. 2018, https://arxiv.org/abs/1806.07421). Higher AUC = more faithful.
 
     Starts from the reference's blurred copy of ``x`` (:func:`blur`: ``gkern(blur_kernel, blur_sigma)``,

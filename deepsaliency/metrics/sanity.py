@@ -122,6 +122,37 @@ def _spearman_signed(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(scipy.stats.spearmanr(a.ravel(), b.ravel()).statistic, -1.0, 1.0))
 
 
+def _checked(
+    model: nn.Module,
+    mode: str,
+    methods: Mapping[str, Mapping[str, Any]] | Sequence[str],
+    groups: Sequence[str] | None,
+    max_depth: int | None,
+) -> tuple[dict[str, dict], list[str]]:
+    """:func:`randomization_test`'s arguments checked before any explanation is computed: ``({method: params},
+    the groups to randomise in order)``."""
+    if mode not in MODES:
+        raise ParamError(f"mode: {mode!r} is not allowed (one of {', '.join(MODES)})")
+    if isinstance(methods, Mapping):
+        method_params = {m: dict(p or {}) for m, p in methods.items()}
+    else:
+        method_params = {m: {} for m in methods}
+    if not method_params:
+        raise ParamError("methods: empty; name at least one method")
+    chosen = list(layer_groups(model) if groups is None else groups)
+    if max_depth is not None:
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 0 <= max_depth <= len(chosen):
+            allowed = f"an integer in [0, {len(chosen)}], the layer groups"
+            raise ParamError(f"max_depth: {max_depth!r} is not allowed ({allowed})")
+        chosen = chosen[:max_depth]
+    for g in chosen:
+        try:
+            model.get_submodule(g)
+        except AttributeError:
+            raise ParamError(f"groups: {g!r} is not a submodule of the model ({_PATH_HINT})") from None
+    return method_params, chosen
+
+
 def randomization_test(
     model: nn.Module,
     x: torch.Tensor,
@@ -158,25 +189,7 @@ def randomization_test(
     Raises:
         ParamError: unknown mode, method or group, or ``max_depth`` out of range.
     """
-    if mode not in MODES:
-        raise ParamError(f"mode: {mode!r} is not allowed (one of {', '.join(MODES)})")
-    if isinstance(methods, Mapping):
-        method_params = {m: dict(p or {}) for m, p in methods.items()}
-    else:
-        method_params = {m: {} for m in methods}
-    if not method_params:
-        raise ParamError("methods: empty; name at least one method")
-    groups = list(layer_groups(model) if groups is None else groups)
-    if max_depth is not None:
-        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 0 <= max_depth <= len(groups):
-            allowed = f"an integer in [0, {len(groups)}], the layer groups"
-            raise ParamError(f"max_depth: {max_depth!r} is not allowed ({allowed})")
-        groups = groups[:max_depth]
-    for g in groups:  # fail before any explanation is computed
-        try:
-            model.get_submodule(g)
-        except AttributeError:
-            raise ParamError(f"groups: {g!r} is not a submodule of the model ({_PATH_HINT})") from None
+    method_params, groups = _checked(model, mode, methods, groups, max_depth)
     x = x.detach()
     if target is None:
         with torch.no_grad():

@@ -21,32 +21,41 @@ and produces, one row per attack RUN = (attack, eps) where ``eps`` is the L∞ b
 * :func:`faithfulness_table`: deletion / insertion AUC per image × method on the
   originals, and on the adversarial images (by default only the attacked
   method's own map, the diagonal), always with the seeded ``random`` baseline.
-The means, confidence intervals and ranks over images are in :mod:`.summary`.
+The inputs are read by :mod:`.load` (its names are re-exported here); the means, confidence intervals and ranks
+over images are in :mod:`.summary`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..artifacts import ATTACKS, EXPLANATIONS, PGD, attack_dir, read_npz
+from ..artifacts import PGD, attack_dir
 from ..errors import DeepSaliencyError, ParamError
-from ..methods import ATTACK_METHODS
-from ..models import model_device
 from . import faithfulness as faith
 from .attack_quality import QUALITY_METRICS, attack_quality
-from .similarity import MAP_METRICS, check_map, compare_maps
+from .load import (  # re-exported: the stage and the tests read the inputs through this module's names
+    Run,
+    available_attacks,
+    available_methods,
+    class_probabilities,
+    load_attacks,
+    load_maps,
+    pgd_budget,
+)
+from .similarity import MAP_METRICS, compare_maps
 from .statistics import Bootstrap
 
-#: One attack run: (attack, L∞ budget in /255 units).
-Run = tuple[str, float]
+__all__ = [
+    "ADVERSARIAL_MODES", "PAIRS", "RANDOM", "Run", "Settings", "attack_quality_table", "available_attacks",
+    "available_methods", "class_probabilities", "convergence_table", "faithfulness_jobs", "faithfulness_table",
+    "load_attacks", "load_maps", "map_similarity_table", "pgd_budget", "settings_from_params",
+]  # fmt: skip
 
 #: Map pairs, in table order. PGD only has the first.
 PAIRS = ("orig_adv", "orig_target", "adv_target")
@@ -94,7 +103,7 @@ def settings_from_params(params: dict) -> Settings:
     Raises:
         ParamError: an unknown key or a value that is not allowed, as one line.
     """
-    from ..config import SCHEMA, validate_section
+    from ..params import SCHEMA, validate_section
 
     # Absent keys take the defaults; present ones are checked by the one schema in deepsaliency.config.
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
@@ -112,89 +121,6 @@ def settings_from_params(params: dict) -> Settings:
         values.update({k: v for k, v in checked.items() if k in defaults})
     values["bootstrap"] = Bootstrap(**values["bootstrap"])
     return Settings(**values)
-
-
-def available_methods(params: dict, root: str | Path = EXPLANATIONS) -> list[str]:
-    """``explain.methods`` whose explanation folder exists, in params order."""
-    return [m for m in params.get("explain", {}).get("methods", []) if (Path(root) / m).is_dir()]
-
-
-def pgd_budget(params: dict) -> float:
-    """PGD's L∞ budget in /255 units (``pgd.eps`` is in pixel units), rounded to 4 decimals."""
-    return round(float((params.get("pgd") or {}).get("eps", 8 / 255)) * 255, 4)
-
-
-def available_attacks(params: dict, root: str | Path = ATTACKS) -> list[Run]:
-    """Every run of ``attack.methods`` × ``attack.eps`` whose folder exists (params order), then PGD's if it ran.
-
-    A run whose stage left dvc.yaml (a dropped method or budget) leaves its folder on disk; it is never read.
-    """
-    attack = params.get("attack") or {}
-    runs = [
-        (m, float(e))
-        for m in attack.get("methods", ATTACK_METHODS)
-        for e in attack.get("eps", [])
-        if attack_dir(m, e, root).is_dir()
-    ]
-    if attack_dir(PGD, None, root).is_dir():
-        runs.append((PGD, pgd_budget(params)))
-    return runs
-
-
-def _string(value: np.ndarray) -> str:
-    return str(np.asarray(value).reshape(()).item()) if np.size(value) else ""
-
-
-def load_maps(
-    methods: Iterable[str], stems: Iterable[str], root: str | Path = EXPLANATIONS
-) -> dict[tuple[str, str], np.ndarray]:
-    """``{(method, stem): map}`` from ``<root>/<method>/<stem>.npz``, each checked.
-
-    Raises:
-        AttributionError: a map has NaN/infinite or negative values (names method and image).
-    """
-    maps = {}
-    for m in methods:
-        for s in stems:
-            maps[(m, s)] = check_map(read_npz(Path(root) / m / f"{s}.npz")["map"], m, s)
-    return maps
-
-
-def load_attacks(
-    runs: Iterable[Run], stems: Iterable[str], methods: Iterable[str], root: str | Path = ATTACKS
-) -> dict[tuple[str, float, str], dict]:
-    """``{(attack, eps, stem): record}`` with ``x_adv``, ``maps`` ({method: map on x_adv}), ``target_stem``,
-    ``label_adv``, ``prob_adv`` and, for explanation attacks, ``converged``, ``steps``, ``passes``; maps checked.
-
-    Raises:
-        DeepSaliencyError: a file lacks a key of the contract.
-        AttributionError: a map has NaN/infinite or negative values (names method, image and attack).
-    """
-    methods, stems = list(methods), list(stems)
-    out = {}
-    for a, eps in runs:
-        for s in stems:
-            path = attack_dir(a, eps, root) / f"{s}.npz"
-            z = read_npz(path)
-            need = ["x_adv", "label_adv", "prob_adv"] + [f"map_{m}" for m in methods]
-            need += [] if a == PGD else ["converged", "steps", "passes"]
-            missing = [k for k in need if k not in z]
-            if missing:
-                raise DeepSaliencyError(
-                    f"{path}: missing {', '.join(missing)} (the attack contract needs x_adv, "
-                    "label_adv, prob_adv, map_<method> per method, and converged, steps, passes)"
-                )
-            rec = {
-                "x_adv": np.asarray(z["x_adv"], dtype=np.float32),
-                "maps": {m: check_map(z[f"map_{m}"], m, f"{s} (attack {a})") for m in methods},
-                "target_stem": _string(z["target_stem"]) if "target_stem" in z else "",
-                "label_adv": int(z["label_adv"]),
-                "prob_adv": float(z["prob_adv"]),
-            }
-            if a != PGD:
-                rec.update(converged=bool(z["converged"]), steps=int(z["steps"]), passes=int(z["passes"]))
-            out[(a, float(eps), s)] = rec
-    return out
 
 
 def map_similarity_table(
@@ -242,22 +168,6 @@ def map_similarity_table(
                     }
                 )
     return pd.DataFrame(rows, columns=["image", "attack", "eps", "method", "pair", "diagonal", "target", *MAP_METRICS])
-
-
-def class_probabilities(
-    model: torch.nn.Module, x: dict[str, np.ndarray], classes: dict[str, int], batch_size: int = 16
-) -> dict[str, float]:
-    """Softmax probability of ``classes[stem]`` on each image ``x[stem]`` (3, H, W), batched under inference mode."""
-    stems = list(x)
-    device = model_device(model)
-    out: list[float] = []
-    with torch.inference_mode():
-        for i in range(0, len(stems), batch_size):
-            chunk = stems[i : i + batch_size]
-            batch = torch.from_numpy(np.stack([x[s] for s in chunk])).float().to(device)
-            p = model(batch).float().softmax(-1)[torch.arange(len(chunk)), torch.tensor([classes[s] for s in chunk])]
-            out += p.double().cpu().tolist()
-    return dict(zip(stems, out, strict=True))
 
 
 def attack_quality_table(

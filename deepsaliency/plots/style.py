@@ -148,7 +148,7 @@ def plot_params(section: Mapping | None = None) -> dict:
     Raises:
         ParamError: an unknown key or a value that is not allowed (one line naming it).
     """
-    from ..config import validate_section
+    from ..params import validate_section
 
     section = {} if section is None else section
     if not isinstance(section, Mapping):

@@ -6,7 +6,10 @@ Reads the artifact contract (see :mod:`deepsaliency.artifacts`)::
     data/explanations/<method>/<stem>.npz               attribution, map
     data/attacks/<method>/eps<e>/<stem>.npz             x_adv, map_<method>, target_stem, ... (one folder per budget)
     data/attacks/pgd/<stem>.npz                         PGD (Madry et al. 2018)
-    reports/metrics.json, reports/metrics/*.csv         the metrics stage's summary and long tables
+    reports/metrics.json, reports/metrics/*.csv         the metrics stage's summary, its long tables and the
+                                                        report's tables (leaderboard.csv, transfer_*.csv,
+                                                        own_map_shift.csv, *_summary.csv, defence.csv,
+                                                        untargeted.csv): every number shown
     reports/plots/{deletion,insertion}_curves.csv       faithfulness curves
     reports/plots/attack_loss.csv                       attack optimisation curves (column attack)
     reports/sanity/summary.csv, sanity.png              optional: the sanity stage
@@ -16,9 +19,12 @@ and writes ``reports/figures/*.png``, ``reports/report.md`` and ``reports/index.
 as a base64 ``data:`` URI, no external file, script or style sheet). Every input is optional: a figure or table
 whose input is absent is left out and the report says so, in a "Missing inputs" section.
 
-Modules: :mod:`.load` (inputs), :mod:`.tables` (tables from the metrics stage's outputs), :mod:`.figures`,
-:mod:`.sections` (what each section states), :mod:`.render` (tables and the Jinja2 templates in
-``templates/``), :mod:`.build` (:func:`build_report`, :func:`write_report`).
+The report computes nothing: means, intervals, ranks and tests are the metrics stage's
+(:mod:`deepsaliency.metrics.aggregates`, :mod:`deepsaliency.metrics.summary`); the per-image tables only say
+which budgets exist. Modules: :mod:`.load` (inputs), :mod:`.tables` (the metrics stage's tables selected and
+labelled), :mod:`.figures`, :mod:`.sections` and :mod:`.trust_sections` (what each section states; the defence
+and untargeted-attack sections), :mod:`.render` (tables and the Jinja2 templates in ``templates/``),
+:mod:`.build` (:func:`build_report`, :func:`write_report`).
 """
 
 from .. import plots

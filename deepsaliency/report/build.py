@@ -13,6 +13,7 @@ from .. import plots
 from ..stage import atomic_dir, atomic_file
 from . import render
 from . import sections as sec
+from . import trust_sections as trust
 from .figures import FigureFile, FigureWriter
 from .load import PGD, load_artifacts
 
@@ -103,6 +104,8 @@ def build_report(
         "faithfulness": sec.section_faithfulness(s),
         "sanity": sec.section_extra(s, "sanity", "reports/sanity/sanity.png"),
         "stability": sec.section_extra(s, "stability", None),
+        "defence": trust.section_defence(s),
+        "untargeted": trust.section_untargeted(s),
         "params": sec.section_params(s, params),
         "notes": art.notes,
     }  # fmt: skip

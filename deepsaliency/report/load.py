@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,15 +18,15 @@ from PIL import Image
 
 from .. import artifacts
 from ..methods import METHODS
+from ..metrics.aggregates import ATTACK_ORDER, ORIGINAL, RANDOM, SUMMARY_TABLES, adversarials, ordered, originals
 
-#: Attacks in report order (explanation attacks first, then PGD); others follow alphabetically.
-ATTACK_ORDER = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise", "pgd")
+__all__ = [
+    "ATTACK_ORDER", "ORIGINAL", "OPTIONAL_TABLES", "PGD", "RANDOM", "Artifacts", "adversarials", "load_artifacts",
+    "ordered", "originals", "read_table", "tidy",
+]  # fmt: skip
+
 #: The untargeted attack (no target map, no attacked method).
 PGD = artifacts.PGD
-#: Name of the random baseline map in the faithfulness tables.
-RANDOM = "random"
-#: Value of ``attack`` that marks rows computed on the original images.
-ORIGINAL = "none"
 
 # Column names older metric tables used; read as the metrics stage names them today.
 _ALIASES = {
@@ -70,39 +70,13 @@ def read_table(path: Path, notes: list[str], what: str) -> pd.DataFrame | None:
     return tidy(df)
 
 
-def _is_original(attack: pd.Series) -> pd.Series:
-    return attack.isna() | attack.astype(str).str.lower().isin(["", ORIGINAL, "original", "nan"])
-
-
-def originals(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows computed on the original images: ``which == original``, else ``attack`` empty or ``none``, else all."""
-    if "which" in df.columns:
-        return df[df["which"].astype(str).str.lower().str.startswith("orig")]
-    if "attack" in df.columns:
-        return df[_is_original(df["attack"])]
-    return df
-
-
-def adversarials(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows computed on adversarial images (an attack named, not the original)."""
-    if "attack" not in df.columns:
-        return df.iloc[0:0]
-    if "which" in df.columns:
-        df = df[~df["which"].astype(str).str.lower().str.startswith("orig")]
-    return df[~_is_original(df["attack"])]
-
-
-def ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
-    """``names`` without duplicates: those in ``order`` first (in that order), the rest alphabetically."""
-    names = list(dict.fromkeys(names))
-    return [n for n in order if n in names] + sorted(n for n in names if n not in order)
-
-
 @dataclass
 class Artifacts:
     """Everything the report reads; absent inputs are None (or empty) and explained in ``notes``.
 
-    ``extra`` holds the optional tables of later stages (``manipulability``, ``sanity``, ``stability``).
+    ``extra`` holds the optional tables of later stages (``manipulability``, ``sanity``, ``stability``, ``defence``,
+    ``untargeted``); ``summary`` the metrics stage's summary tables (:data:`SUMMARY_TABLES`, indexed), the only
+    source of the report's numbers besides metrics.json. The per-image tables only say which budgets exist.
     """
 
     root: Path
@@ -116,6 +90,7 @@ class Artifacts:
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
     attack_loss: dict[str, pd.DataFrame] = field(default_factory=dict)
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+    summary: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def image(self, stem: str) -> np.ndarray:
@@ -191,6 +166,8 @@ OPTIONAL_TABLES = {
     "manipulability": ("reports/metrics/manipulability.csv", "Manipulability"),
     "sanity": ("reports/sanity/summary.csv", "Sanity checks"),
     "stability": ("reports/stability/summary.csv", "Stability"),
+    "defence": ("reports/metrics/defence.csv", "Defence"),
+    "untargeted": ("reports/metrics/untargeted.csv", "Untargeted attack"),
 }
 
 
@@ -229,6 +206,10 @@ def load_artifacts(
         if df is not None:
             art.curves[kind] = df
     _load_losses(art, attacks)
+    for name, index in SUMMARY_TABLES.items():
+        df = read_table(mdir / f"{name}.csv", art.notes, "Summary table")
+        if df is not None and set(index) <= set(df.columns):
+            art.summary[name] = df.set_index(index)
     for key, (rel, what) in OPTIONAL_TABLES.items():
         if (art.root / rel).is_file():
             df = read_table(art.root / rel, art.notes, what)

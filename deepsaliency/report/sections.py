@@ -17,7 +17,7 @@ import yaml
 from ..errors import DeepSaliencyError
 from . import figures, tables
 from .figures import FigureWriter
-from .load import Artifacts
+from .load import Artifacts, originals
 from .render import format_number
 
 
@@ -67,17 +67,11 @@ def ranking_facts(ranking: dict | None) -> dict[str, Any]:
 def section_leaderboard(s: Sections) -> dict[str, Any]:
     """The leaderboard table (``leaderboard``; all columns as ``leaderboard_raw``) and its honest gaps."""
     art = s.art
-    if art.map_similarity is None and art.faithfulness is None:
+    numbers = art.summary.get("leaderboard")
+    if numbers is None or (art.map_similarity is None and art.faithfulness is None):
         return {"available": False}
     ranking = (art.metrics or {}).get("leaderboard") if isinstance(art.metrics, dict) else None
-    quality = tables.at_budget(art.attack_quality, s.eps)
-    lb = tables.leaderboard(
-        tables.at_budget(art.map_similarity, s.eps),
-        tables.at_budget(art.faithfulness, s.eps),
-        quality,
-        art.methods or None,
-        ranking=ranking,
-    )
+    lb = tables.present_leaderboard(numbers, ranking, format_number)
     s.tables["leaderboard_raw"] = lb
     hidden = [k for k in tables.OPTIONAL_COLUMNS if lb[k].replace("", float("nan")).isna().all()]
     s.table("leaderboard", lb.drop(columns=hidden).rename(columns=tables.LEADERBOARD_COLUMNS), index=False)
@@ -90,7 +84,7 @@ def section_leaderboard(s: Sections) -> dict[str, Any]:
         "legend": [k for k in tables.LEADERBOARD_COLUMNS if k not in ("rank", "method", *hidden)],
         "no_adv_target": bool(lb["adv_target"].isna().all()),
         "some_adv_target": bool(lb["adv_target"].isna().any()),
-        "no_random": tables.random_baseline(art.faithfulness) is None,
+        "no_random": bool(lb["deletion_gain"].isna().all() and lb["insertion_gain"].isna().all()),
         "no_quality": art.attack_quality is None,
         "unequal": f"{budgets.min():.3g} to {budgets.max():.3g}" if unequal else "",
         "flagged": [str(m) for m, f in zip(lb["method"], lb["flag"], strict=True) if f],
@@ -151,16 +145,9 @@ def section_attacks(s: Sections) -> dict[str, Any]:
     }  # one budget's curves per attack
     if losses:
         s.writer.draw("attack_loss", "Attack optimisation curves", lambda: figures.plots.plot_attack_losses(losses))
-    quality = art.attack_quality is not None
+    quality = art.attack_quality is not None and "attack_quality_summary" in art.summary
     if quality:
-        try:
-            s.table(
-                "attack_quality",
-                tables.quality_summary(tables.at_budget(art.attack_quality, s.eps), art.attacks or None),
-            )
-        except DeepSaliencyError as exc:
-            art.notes.append(f"Attack quality table left out: {exc}")
-            quality = False
+        s.table("attack_quality", art.summary["attack_quality_summary"])
     return {
         "available": bool(shown),
         "shown": shown,
@@ -173,15 +160,15 @@ def section_attacks(s: Sections) -> dict[str, Any]:
 def section_transfer(s: Sections) -> dict[str, Any]:
     """The transfer matrices r(adv, target) and r(orig, adv) (figures and table) and the own-map shift table."""
     art = s.art
-    sim = tables.at_budget(art.map_similarity, s.eps)
-    if sim is None:
+    if art.map_similarity is None:
         return {"state": "missing"}
-    try:
-        adv_t = tables.transfer_matrix(sim, "pearson", "adv_target", methods=art.methods or None)
-        orig_adv = tables.transfer_matrix(sim, "pearson", "orig_adv", methods=art.methods or None)
-    except DeepSaliencyError as exc:
-        art.notes.append(f"Transfer matrix left out: {exc}")
-        return {"state": "error", "error": str(exc)}
+    lack = [n for n in ("transfer_adv_target", "transfer_orig_adv") if n not in art.summary]
+    if lack:
+        error = f"reports/metrics/{lack[0]}.csv is missing or unreadable (rerun the metrics stage)"
+        art.notes.append(f"Transfer matrix left out: {error}")
+        return {"state": "error", "error": error}
+    adv_t, orig_adv = art.summary["transfer_adv_target"], art.summary["transfer_orig_adv"]
+    adv_t.columns.name = orig_adv.columns.name = "method"
     label = "Pearson r, mean over images"
     if not adv_t.empty:
         s.writer.draw(
@@ -196,10 +183,10 @@ def section_transfer(s: Sections) -> dict[str, Any]:
             "Transfer matrix: r(original map, adversarial map)",
             lambda: figures.plots.plot_transfer_matrix(orig_adv, title="r(map on x, map on x_adv)", value_label=label),
         )
-    try:
-        s.table("own_map_shift", tables.own_map_shift(sim))
-    except DeepSaliencyError as exc:
-        art.notes.append(f"Own-map similarity table left out: {exc}")
+    if "own_map_shift" in art.summary:
+        s.table("own_map_shift", art.summary["own_map_shift"])
+    else:
+        art.notes.append("Own-map similarity table left out: reports/metrics/own_map_shift.csv is missing.")
     return {"state": "ok", "adv_target": not adv_t.empty}
 
 
@@ -212,15 +199,11 @@ def section_faithfulness(s: Sections) -> dict[str, Any]:
             s.writer.draw(
                 f"{kind}_curves",
                 f"{kind.capitalize()} curves",
-                partial(figures.plots.plot_curves, tables.originals(df), kind),
+                partial(figures.plots.plot_curves, originals(df), kind),
             )
     out: dict[str, Any] = {"curves": list(art.curves), "table": False, "n": 0, "file": art.faithfulness is not None}
-    if art.faithfulness is None:
-        return out
-    try:
-        table = tables.faithfulness_summary(tables.at_budget(art.faithfulness, s.eps), art.methods or None)
-    except DeepSaliencyError as exc:
-        art.notes.append(f"Faithfulness table left out: {exc}")
+    table = art.summary.get("faithfulness_summary")
+    if art.faithfulness is None or table is None:
         return out
     table, out["n"] = tables.faithfulness_uncertainty(table, art.metrics, format_number)
     s.table("faithfulness", table)

@@ -1,0 +1,77 @@
+"""Streaming stages (deepsaliency.stream): batches in manifest order, and the same bytes whatever the batch size
+or the backend."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from deepsaliency.artifacts import read_prepared
+from deepsaliency.backend import Compute
+from deepsaliency.stream import prepared_batches
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_prepared_batches_cover_the_manifest_in_order_one_batch_at_a_time(prepared):
+    manifest, x = read_prepared(prepared)
+    batches = list(prepared_batches(2, prepared))
+    assert [len(rows) for rows, _ in batches] == [2, 1]
+    assert list(pd.concat([rows for rows, _ in batches])["stem"]) == list(manifest["stem"])
+    assert torch.equal(torch.cat([xb for _, xb in batches]), x)  # the same pixels as the whole-set reader
+    with pytest.raises(Exception, match="^batch_size: 0"):
+        next(prepared_batches(0, prepared))
+
+
+def test_compute_takes_the_torch_threads_when_unset_and_ignores_the_batch_size():
+    section = {"backend": "local", "batch_size": 4, "workers": 2, "threads": None, "gpus_per_worker": 0}
+    section["ray_address"] = None
+    assert Compute.from_params(section).torch_threads() == torch.get_num_threads()
+    assert Compute.from_params({**section, "threads": 1}).torch_threads() == 1
+
+
+def _project(tmp_path: Path, prepared: Path, compute: dict) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "stages", project / "stages")
+    shutil.copytree(prepared, project / "data" / "prepared")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["compute"].update(compute)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npz"))}
+
+
+def test_explain_stage_writes_the_same_bytes_for_any_batch_size(tmp_path, prepared, stage_in_process):
+    outs = []
+    for size in (1, 3):
+        project = _project(tmp_path / f"b{size}", prepared, {"batch_size": size})
+        proc = stage_in_process(project, "stages/explain.py", "input_x_gradient")
+        assert proc.returncode == 0, proc.stderr
+        assert "3 images" in proc.stdout
+        outs.append(_digests(project / "data" / "explanations" / "input_x_gradient"))
+    assert len(outs[0]) == 3 and outs[0] == outs[1]
+
+
+@pytest.mark.slow
+def test_explain_stage_on_two_ray_workers_writes_the_local_bytes(tmp_path, prepared, stage_in_process):
+    pytest.importorskip("ray")
+    import ray
+
+    outs = []
+    for backend in ("local", "ray"):
+        project = _project(tmp_path / backend, prepared, {"backend": backend, "batch_size": 1, "threads": 1})
+        try:
+            proc = stage_in_process(project, "stages/explain.py", "saliency")
+        finally:
+            ray.shutdown()
+        assert proc.returncode == 0, proc.stderr
+        assert f"({backend} backend)" in proc.stdout
+        outs.append(_digests(project / "data" / "explanations" / "saliency"))
+    assert len(outs[0]) == 3 and outs[0] == outs[1]
