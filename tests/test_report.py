@@ -26,6 +26,7 @@ def built(tmp_path_factory):
     root = make_artifacts(tmp_path_factory.mktemp("run"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["explain"]["methods"] = METHODS  # the methods the fake run has artifacts for
+    params["attack"]["methods"] = [a for a in ATTACKS if a != "pgd"]  # and the attacks
     report = rep.write_report(root, "reports", params=params)
     return root, report
 
