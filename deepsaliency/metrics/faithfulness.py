@@ -52,6 +52,7 @@ from torch import nn
 from .._validate import check_choice, check_int
 from ..errors import ParamError
 from ..models import model_device, preserves_model_state
+from ..params import DEFAULTS as D  # the one default of each parameter: the params section's
 from .maps import check_map
 from .substrates import REFERENCE_BLUR_KERNEL as REFERENCE_BLUR_KERNEL
 from .substrates import REFERENCE_BLUR_SIGMA as REFERENCE_BLUR_SIGMA
@@ -62,7 +63,7 @@ from .substrates import reference_kernel as reference_kernel
 from .substrates import substrate as substrate
 
 #: Default pixels per step: 224·8, i.e. 28 steps (29 model calls) per curve at 224².
-DEFAULT_STEP = 224 * 8
+DEFAULT_STEP = D.faithfulness.step
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def auc(fractions: np.ndarray, probs: np.ndarray) -> float:
     return float(np.trapezoid(np.asarray(probs, dtype=np.float64), np.asarray(fractions, dtype=np.float64)))
 
 
-def random_map(shape: tuple[int, int], seed: int = 0, key: str = "", cell: int = 1) -> np.ndarray:
+def random_map(shape: tuple[int, int], seed: int = D.faithfulness.seed, key: str = "", cell: int = 1) -> np.ndarray:
     """The baseline map: uniform noise, seeded by ``seed`` and ``key`` (e.g. the image name).
 
     A random ranking of the pixels is what every method must beat. The same
@@ -109,7 +110,7 @@ def random_map(shape: tuple[int, int], seed: int = 0, key: str = "", cell: int =
     return torch.nn.functional.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def pixel_ranks(saliency: np.ndarray, seed: int = 0) -> np.ndarray:
+def pixel_ranks(saliency: np.ndarray, seed: int = D.faithfulness.seed) -> np.ndarray:
     """Rank of every pixel (row-major), 0 = most salient.
 
     Ties are ordered by a random permutation drawn from ``seed``, so a plateau
@@ -131,8 +132,8 @@ def causal_curve(
     saliency: np.ndarray,
     target: int,
     step: int = DEFAULT_STEP,
-    batch_size: int = 16,
-    seed: int = 0,
+    batch_size: int = D.faithfulness.batch_size,
+    seed: int = D.faithfulness.seed,
 ) -> Curve:
     """The probability of ``target`` while the pixels of ``start`` become those of ``finish``.
 
@@ -190,11 +191,11 @@ def deletion(
     saliency: np.ndarray,
     target: int | None = None,
     step: int = DEFAULT_STEP,
-    substrate_kind: str = "mean",
+    substrate_kind: str = D.faithfulness.substrate,
     blur_kernel: int = REFERENCE_BLUR_KERNEL,
     blur_sigma: float = REFERENCE_BLUR_SIGMA,
-    batch_size: int = 16,
-    seed: int = 0,
+    batch_size: int = D.faithfulness.batch_size,
+    seed: int = D.faithfulness.seed,
 ) -> Curve:
     """Deletion curve and AUC (Petsiuk et al. 2018, https://arxiv.org/abs/1806.07421). Lower AUC = more faithful.
 
@@ -225,7 +226,7 @@ def deletion(
 def insertion(  # deletion's arguments but the substrate, kept compact
     model: nn.Module, x: torch.Tensor, saliency: np.ndarray, target: int | None = None,
     step: int = DEFAULT_STEP, blur_kernel: int = REFERENCE_BLUR_KERNEL, blur_sigma: float = REFERENCE_BLUR_SIGMA,
-    batch_size: int = 16, seed: int = 0,
+    batch_size: int = D.faithfulness.batch_size, seed: int = D.faithfulness.seed,
 ) -> Curve:  # fmt: skip
     """Insertion curve and AUC (Petsiuk et al. 2018, https://arxiv.org/abs/1806.07421). Higher AUC = more faithful.
 

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import ParamError
+from ..params import DEFAULTS as D  # the one default of each parameter: the params section's
 from .similarity import _constant, spearman, ssim
 
 #: Randomisation orders.
@@ -73,7 +74,7 @@ def layer_groups(model: nn.Module) -> list[str]:
     return [f"{prefix}classifier", f"{prefix}conv_head", *blocks, f"{prefix}conv_stem"]
 
 
-def randomize_group(model: nn.Module, group: str, seed: int = 0) -> int:
+def randomize_group(model: nn.Module, group: str, seed: int = D.sanity.seed) -> int:
     """Re-initialise, in place, every module under ``group`` that has ``reset_parameters``.
 
     Args:
@@ -161,7 +162,7 @@ def randomization_test(
     mode: str = "cascading",
     groups: Sequence[str] | None = None,
     max_depth: int | None = None,
-    seed: int = 0,
+    seed: int = D.sanity.seed,
     images: Sequence[str] | None = None,
     return_maps: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict]:

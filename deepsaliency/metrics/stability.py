@@ -36,6 +36,7 @@ from torch import nn
 from ..attribution import attribute
 from ..errors import ParamError
 from ..methods import METHODS
+from ..params import DEFAULTS as D  # the one default of each parameter: the params section's
 
 #: Per-image metrics, in table order.
 STABILITY_METRICS = ("sensitivity_max", "infidelity")
@@ -111,10 +112,10 @@ def stability_scores(
     method: str,
     target: int,
     params: Mapping[str, Any] | None = None,
-    radius: float = 0.02,
-    n_perturb_samples: int = 8,
-    seed: int = 0,
-    batch_size: int = 8,
+    radius: float = D.stability.radius,
+    n_perturb_samples: int = D.stability.n_perturb_samples,
+    seed: int = D.stability.seed,
+    batch_size: int = D.stability.batch_size,
 ) -> dict[str, float]:
     """Max-sensitivity and infidelity of one method on one image (see the module docstring).
 
@@ -177,10 +178,10 @@ def stability_table(
     methods: Mapping[str, Mapping[str, Any]],
     targets: Sequence[int],
     images: Sequence[str],
-    radius: float = 0.02,
-    n_perturb_samples: int = 8,
-    seed: int = 0,
-    batch_size: int = 8,
+    radius: float = D.stability.radius,
+    n_perturb_samples: int = D.stability.n_perturb_samples,
+    seed: int = D.stability.seed,
+    batch_size: int = D.stability.batch_size,
 ) -> pd.DataFrame:
     """:func:`stability_scores` of every method on every image, as a long table.
 

@@ -27,6 +27,7 @@ from scipy import stats
 
 from .._validate import check_float, check_int
 from ..errors import ParamError
+from ..params import DEFAULTS as D  # the one default of each parameter: the params section's
 
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
@@ -38,8 +39,8 @@ TEST_NAME = "two-sided Wilcoxon signed-rank over images, Holm-corrected over the
 class Bootstrap:
     """``metrics.bootstrap`` in params.yaml: resamples per interval and the seed of every draw."""
 
-    n_resamples: int = 2000
-    seed: int = 0
+    n_resamples: int = D.metrics.bootstrap.n_resamples
+    seed: int = D.metrics.bootstrap.seed
 
 
 def _finite_1d(values: Iterable[float], name: str) -> np.ndarray:
@@ -56,7 +57,10 @@ def _finite_1d(values: Iterable[float], name: str) -> np.ndarray:
 
 
 def bootstrap_mean(
-    values: Iterable[float], n_resamples: int = 2000, seed: int = 0, confidence_level: float = CONFIDENCE
+    values: Iterable[float],
+    n_resamples: int = D.metrics.bootstrap.n_resamples,
+    seed: int = D.metrics.bootstrap.seed,
+    confidence_level: float = CONFIDENCE,
 ) -> dict[str, float | int]:
     """The mean of ``values`` with its bootstrap confidence interval.
 
@@ -189,7 +193,7 @@ def pairwise_wilcoxon(values: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def paired_ranking(values: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def paired_ranking(values: pd.DataFrame, alpha: float = D.report.alpha) -> pd.DataFrame:
     """Ranks of methods, lower values first, that differ only where a paired test over images says so.
 
     The rule (a "shared rank" variant of the compact letter display, chosen here and deterministic):

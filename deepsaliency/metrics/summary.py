@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..artifacts import PGD, eps_name
 from ..errors import DeepSaliencyError, ParamError
+from ..params import DEFAULTS as D  # the one default of each parameter: the params section's
 from .attack_quality import QUALITY_METRICS
 from .similarity import MAP_METRICS
 from .statistics import Bootstrap, bootstrap_mean, holm, paired_ranking, pairwise_wilcoxon, wilcoxon_p
@@ -124,7 +125,7 @@ def _auc_ranking(own: pd.DataFrame, metric: str, alpha: float, bootstrap: Bootst
 
 def leaderboard(
     similarity: pd.DataFrame,
-    alpha: float = 0.05,
+    alpha: float = D.report.alpha,
     rank_eps: float | None = None,
     bootstrap: Bootstrap = Bootstrap(),
     metric: str = "pearson",

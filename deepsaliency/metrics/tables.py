@@ -37,6 +37,7 @@ import torch
 
 from ..artifacts import PGD, attack_dir
 from ..errors import DeepSaliencyError, ParamError
+from ..params import DEFAULTS as D  # the one default of each parameter: the params section's
 from . import faithfulness as faith
 from .attack_quality import QUALITY_METRICS, attack_quality
 from .load import (  # re-exported: the stage and the tests read the inputs through this module's names
@@ -83,18 +84,18 @@ class Settings:
         alpha: family-wise significance level of the leaderboard's paired tests (``report.alpha``).
     """
 
-    top_k: int = 1000
-    step: int = faith.DEFAULT_STEP
-    substrate: str = "mean"
-    blur_kernel: int = faith.REFERENCE_BLUR_KERNEL
-    blur_sigma: float = faith.REFERENCE_BLUR_SIGMA
-    batch_size: int = 16
-    seed: int = 0
-    random_cell: int = 1
-    adversarial: str = "diagonal"
+    top_k: int = D.metrics.top_k
+    step: int = D.faithfulness.step
+    substrate: str = D.faithfulness.substrate
+    blur_kernel: int = D.faithfulness.blur_kernel
+    blur_sigma: float = D.faithfulness.blur_sigma
+    batch_size: int = D.faithfulness.batch_size
+    seed: int = D.faithfulness.seed
+    random_cell: int = D.faithfulness.random_cell
+    adversarial: str = D.faithfulness.adversarial
     bootstrap: Bootstrap = Bootstrap()
-    rank_eps: float | None = None
-    alpha: float = 0.05
+    rank_eps: float | None = D.report.rank_eps
+    alpha: float = D.report.alpha
 
 
 def settings_from_params(params: dict) -> Settings:
@@ -105,7 +106,7 @@ def settings_from_params(params: dict) -> Settings:
     """
     from ..params import SCHEMA, validate_section
 
-    # Absent keys take the defaults; present ones are checked by the one schema in deepsaliency.config.
+    # Absent keys take the defaults; present ones are checked by the params models (deepsaliency.params).
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     defaults["bootstrap"] = dataclasses.asdict(Bootstrap())
     values: dict[str, Any] = {}
