@@ -31,7 +31,8 @@ def test_an_experiment_reruns_one_attack_and_dvc_diffs_show_it(dvc_project):
     """The README's comparison commands: dvc exp run -S, then dvc params diff / dvc metrics diff against HEAD."""
     project = dvc_project
     exp = commit_and_exp_run(project, "baseline", "attack.saliency.num_iter=4")
-    assert stages_run(exp) == {"attack@saliency-4", "attack@saliency-8", "metrics", "report"}
+    # untargeted@saliency-8 declares attack.saliency (the attack-time explanation settings it shares with attack@)
+    assert stages_run(exp) == {"attack@saliency-4", "attack@saliency-8", "untargeted@saliency-8", "metrics", "report"}
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
     changed = params_diff["params.yaml"]
     assert list(changed) == ["attack.saliency.num_iter"] and (
