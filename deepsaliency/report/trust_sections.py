@@ -118,4 +118,6 @@ def section_untargeted(s: Sections) -> dict[str, Any]:
         {"method": r["method"], "value": _ci_text(r, "topk_intersection"), "n": int(r["n"])}
         for r in topk.to_dict("records")
     ]
-    return {"available": True, "eps": format_number(budget), "weakest": facts[:1], "strongest": facts[1:][-1:]}
+    tie = len(topk) > 1 and topk["topk_intersection"].nunique() == 1  # "smallest … largest" would read as a contrast
+    strongest = [] if tie else facts[1:][-1:]
+    return {"available": True, "eps": format_number(budget), "weakest": facts[:1], "strongest": strongest, "tie": tie}
