@@ -90,6 +90,21 @@ def test_untargeted_section_and_stability_columns(tmp_path):
     assert "| 0.881 [0.865, 0.890] |" in board and "**max-sensitivity ↓ [95 % CI]**: Max-sensitivity (Yeh" in board
 
 
+def test_untargeted_section_says_when_every_method_ties(tmp_path):
+    """All methods at top-k intersection 0 (the default run's outcome): no 'smallest … largest' contrast of equals."""
+    root = _root(tmp_path)
+    rows = pd.DataFrame(
+        [{"image": img, "method": m, "eps": 8.0, "kind": "topk", "topk_intersection": 0.0, "com_shift_px": 30.0 + i,
+          "label_kept": 1, "prob_adv": 0.5, "linf": 8.0, "converged": 0, "steps": 50, "passes": 100}
+         for m in ("saliency", "gradcam") for i, img in enumerate(IMAGES)]
+    )  # fmt: skip
+    untargeted.untargeted_table(rows, BOOT).to_csv(root / "reports/metrics/untargeted.csv", index=False)
+    rep.write_report(root, "reports")
+    text = _section((root / "reports/report.md").read_text(), "Untargeted attack")
+    assert "leaves the same share of the original top-k in place for every method (0 [0, 0], n = 8)" in text
+    assert "smallest share" not in text and "the largest for" not in text
+
+
 def test_the_report_shows_the_metrics_stages_numbers_and_averages_nothing(tmp_path):
     root = _root(tmp_path)
     mdir = root / "reports/metrics"
