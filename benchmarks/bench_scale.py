@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["saliency", "integrated_gradients", "rise"]
@@ -48,15 +49,6 @@ STAGES = [
 ]
 
 
-def merge(base: dict, override: dict) -> dict:
-    for key, value in override.items():
-        if isinstance(value, dict):
-            merge(base.setdefault(key, {}), value)
-        else:
-            base[key] = value
-    return base
-
-
 def make_project(work: Path, n: int, compute: dict | None = None) -> Path:
     """A project folder with ``n`` real photos as an ImageFolder, the stages and the benchmark's params."""
     from deepsaliency.datasets import PHOTOS, make_real_photo_folder
@@ -67,8 +59,9 @@ def make_project(work: Path, n: int, compute: dict | None = None) -> Path:
     folder = make_real_photo_folder(project / "data" / "images", copies_per_photo=copies, seed=0)
     for rel in folder["file"].iloc[n:]:  # keep exactly n images
         (project / "data" / "images" / rel).unlink()
-    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), PROFILE)
-    merge(params, {"compute": compute or {}})
+    # nested keys merged, lists replaced (as tests/dvc_project.py builds its profile)
+    params = OmegaConf.to_container(OmegaConf.merge(yaml.safe_load((ROOT / "params.yaml").read_text()), PROFILE))
+    params = OmegaConf.to_container(OmegaConf.merge(params, {"compute": compute or {}}))
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 

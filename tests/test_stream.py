@@ -1,7 +1,6 @@
 """Streaming stages (deepsaliency.stream): batches in manifest order, and the same bytes whatever the batch size
 or the backend."""
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from dvc_project import digest
 
 from deepsaliency.artifacts import read_prepared
 from deepsaliency.backend import Compute
@@ -44,10 +44,6 @@ def _project(tmp_path: Path, prepared: Path, compute: dict) -> Path:
     return project
 
 
-def _digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npz"))}
-
-
 def test_explain_stage_writes_the_same_bytes_for_any_batch_size(tmp_path, prepared, stage_in_process):
     outs = []
     for size in (1, 3):
@@ -55,7 +51,7 @@ def test_explain_stage_writes_the_same_bytes_for_any_batch_size(tmp_path, prepar
         proc = stage_in_process(project, "stages/explain.py", "input_x_gradient")
         assert proc.returncode == 0, proc.stderr
         assert "3 images" in proc.stdout
-        outs.append(_digests(project / "data" / "explanations" / "input_x_gradient"))
+        outs.append(digest(project / "data" / "explanations" / "input_x_gradient"))
     assert len(outs[0]) == 3 and outs[0] == outs[1]
 
 
@@ -73,5 +69,5 @@ def test_explain_stage_on_two_ray_workers_writes_the_local_bytes(tmp_path, prepa
             ray.shutdown()
         assert proc.returncode == 0, proc.stderr
         assert f"({backend} backend)" in proc.stdout
-        outs.append(_digests(project / "data" / "explanations" / "saliency"))
+        outs.append(digest(project / "data" / "explanations" / "saliency"))
     assert len(outs[0]) == 3 and outs[0] == outs[1]
