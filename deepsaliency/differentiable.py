@@ -36,6 +36,7 @@ name) and :func:`unit_sum_map` (alias :func:`normalized_map`, the name before is
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,19 +45,16 @@ from captum.attr._utils.approximation_methods import SUPPORTED_METHODS, approxim
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_int, check_target, num_classes
+from ._validate import check_choice, check_float, check_int, check_target, num_classes
 from .errors import ParamError
-from .methods import ATTACK_METHODS
+from .methods import ATTACK_METHODS, check_ig_steps
 from .models import preserves_model_state
 from .params import DEFAULTS as D  # the one default of each parameter: the params section's
 from .params import section_defaults
+from .params.types import Section
 
 #: The methods written here twice-differentiably: the registry's attackable ones (:mod:`deepsaliency.methods`).
 DIFF_METHODS = ATTACK_METHODS
-
-
-def _check_int(name: str, value: Any, low: int = 1) -> int:
-    return check_int(value, name, low)
 
 
 def _gradient(
@@ -106,15 +104,10 @@ def _integrated_gradients(
     internal_batch_size: int | None,
     alpha_seed: int | None = None,
 ):
-    n_steps = _check_int("integrated_gradients.n_steps", n_steps)
+    n_steps = check_int(n_steps, "n_steps", 1)
     if alpha_seed is None:
-        if integration not in SUPPORTED_METHODS:
-            raise ParamError(
-                f"integrated_gradients.integration: {integration!r} is not allowed "
-                f"(one of {', '.join(SUPPORTED_METHODS)})"
-            )
-        if integration.startswith("riemann"):  # Captum asserts "The number of steps has to be larger than one"
-            n_steps = check_int(n_steps, "integrated_gradients.n_steps", 2, why=f"integration {integration}")
+        integration = check_choice(integration, "integration", SUPPORTED_METHODS)
+        n_steps = check_ig_steps(n_steps, integration)  # ≥ 2 for riemann_*: Captum asserts it
         step_sizes_fn, alphas_fn = approximation_parameters(integration)
         step_sizes, alphas = step_sizes_fn(n_steps), alphas_fn(n_steps)
     else:
@@ -163,11 +156,10 @@ def _smoothgrad(
     nt_samples_batch_size: int | None,
     abs: bool = True,
 ):
-    nt_samples = _check_int("smoothgrad.nt_samples", nt_samples)
+    nt_samples = check_int(nt_samples, "nt_samples", 1)
     if nt_samples_batch_size is not None:  # 0 would mean partitions of no samples
-        nt_samples_batch_size = _check_int("smoothgrad.nt_samples_batch_size", nt_samples_batch_size)
-    if not float(stdevs) >= 0:
-        raise ParamError(f"smoothgrad.stdevs: {stdevs!r} is not allowed (a number ≥ 0, pixel units)")
+        nt_samples_batch_size = check_int(nt_samples_batch_size, "nt_samples_batch_size", 1)
+    stdevs = check_float(stdevs, "stdevs", 0.0, allowed="a finite number ≥ 0, pixel units")
     noise = smoothgrad_noise(x.shape, nt_samples, stdevs, seed, nt_samples_batch_size, x.device)
     noisy = x.repeat_interleave(nt_samples, dim=0) + noise.to(x.dtype)
     grads = _batched_gradient(
@@ -181,11 +173,14 @@ def _smoothgrad(
     return grads.view(len(x), nt_samples, *x.shape[1:]).mean(1), None
 
 
-def rise_subset(n_masks: int, k: int | None, seed: int = 0) -> np.ndarray:
-    """Indices of the fixed random subset of ``k`` of ``n_masks`` masks (sorted; None → all)."""
+def rise_subset(n_masks: int, k: int | None, seed: int = 0, name: str = "k") -> np.ndarray:
+    """Indices of the fixed random subset of ``k`` of ``n_masks`` masks (sorted; None → all).
+
+    ``name``: the argument's name in messages (``k``; the differentiable RISE passes ``rise_masks``).
+    """
     if k is None or k >= n_masks:
         return np.arange(n_masks)
-    k = _check_int("rise_masks", k)
+    k = check_int(k, name, 1)
     return np.sort(np.random.default_rng(seed).choice(n_masks, size=k, replace=False))
 
 
@@ -202,11 +197,11 @@ def _rise(
 ):
     if masks is None:
         raise ParamError("rise: needs masks (generate_masks(...) or the masks stage's data/masks/masks.npz)")
-    idx = rise_subset(len(masks), rise_masks, mask_seed)
+    idx = rise_subset(len(masks), rise_masks, mask_seed, name="rise_masks")
     m = masks.take(idx, device=x.device).to(x.dtype)  # (k, 1, H, W)
     k, p1 = len(m), masks.p1 if p1 is None else float(p1)
     h, w = x.shape[-2:]
-    batch_size = _check_int("rise.batch_size", batch_size)
+    batch_size = check_int(batch_size, "batch_size", 1)
     sal = []
     with torch.set_grad_enabled(create_graph):
         for xi, t in zip(x, target, strict=True):
@@ -239,10 +234,12 @@ def _gradcam(model, x, target, create_graph, layer: str):
     return F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear").clamp_min(0), logits
 
 
-def _on_smoothed_network(plain):
-    """``plain`` computed on the softplus-β network (:func:`deepsaliency.defence.smoothed_network`), β fixed."""
+def _on_smoothed_network(plain: Callable[..., Any], section: Section) -> Callable[..., Any]:
+    """``plain`` computed on the softplus-β network (:func:`deepsaliency.defence.smoothed_network`), β fixed;
+    ``beta`` defaults to ``section.beta`` (``DEFAULTS.<method>_smoothed``)."""
 
-    def smoothed(model, x, target, create_graph, beta: float = 10.0, **params):
+    @section_defaults(section)
+    def smoothed(model, x, target, create_graph, beta: float, **params):
         from .defence import smoothed_network
 
         with smoothed_network(model, beta):
@@ -252,16 +249,16 @@ def _on_smoothed_network(plain):
     return smoothed
 
 
-_DISPATCH = {
+_DISPATCH: dict[str, Callable[..., Any]] = {
     "saliency": _saliency,
     "input_x_gradient": _input_x_gradient,
     "integrated_gradients": _integrated_gradients,
     "smoothgrad": _smoothgrad,
     "rise": _rise,
     "gradcam": _gradcam,
-    "saliency_smoothed": _on_smoothed_network(_saliency),
-    "input_x_gradient_smoothed": _on_smoothed_network(_input_x_gradient),
-    "integrated_gradients_smoothed": _on_smoothed_network(_integrated_gradients),
+    "saliency_smoothed": _on_smoothed_network(_saliency, D.saliency_smoothed),
+    "input_x_gradient_smoothed": _on_smoothed_network(_input_x_gradient, D.input_x_gradient_smoothed),
+    "integrated_gradients_smoothed": _on_smoothed_network(_integrated_gradients, D.integrated_gradients_smoothed),
 }
 
 

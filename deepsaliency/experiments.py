@@ -16,7 +16,7 @@ from .attribution import explain_images
 from .errors import ParamError
 from .params import SECTIONS, Attack
 from .params.sections import Rise
-from .rise import auto_batch_size
+from .rise import resolve_batch_size
 
 
 def choose_targets(stems: list[str], target_image: str) -> list[str]:
@@ -48,12 +48,13 @@ def method_kwargs(params: dict, method: str, model=None, masks=None) -> dict[str
     """Keyword arguments for :func:`deepsaliency.attribution.attribute` from a method's params section
     (:meth:`deepsaliency.params.sections.Section.kwargs`).
 
-    ``rise`` takes the loaded masks and ``rise.batch_size`` (``auto`` is measured on ``model``).
+    ``rise`` takes the loaded masks and ``rise.batch_size``, with ``auto`` measured here once on ``model``
+    (:func:`deepsaliency.rise.resolve_batch_size`): the explain path calls RISE once per image.
     """
     if method != "rise":
         return SECTIONS[method].model_validate(params[method]).kwargs()
     batch = Rise.model_validate(params["rise"]).batch_size
-    return {"masks": masks, "batch_size": auto_batch_size(model, model.input_size) if batch == "auto" else batch}
+    return {"masks": masks, "batch_size": resolve_batch_size(model, batch, model.input_size, "rise.batch_size")}
 
 
 def attack_explanation_params(params: dict, method: str, masks=None) -> dict[str, Any]:

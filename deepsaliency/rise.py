@@ -254,6 +254,18 @@ def auto_batch_size(model, input_size, candidates=(4, 8, 16, 32), repeats: int =
     return best
 
 
+def resolve_batch_size(model, batch_size: int | str, input_size: tuple[int, int], name: str = "batch_size") -> int:
+    """``batch_size`` checked (an integer ≥ 1), or for ``"auto"`` the fastest measured on ``model``'s device
+    (:func:`auto_batch_size` at ``input_size``): the one place ``rise.batch_size: auto`` is resolved.
+
+    Raises:
+        ParamError: anything else, one line naming ``name``.
+    """
+    if batch_size == "auto":
+        return auto_batch_size(model, input_size)
+    return check_int(batch_size, name, 1, allowed="'auto' or an integer ≥ 1")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -297,9 +309,7 @@ def rise_saliency(
         ParamError: ``N`` outside [1, len(masks)], ``batch_size`` < 1, or a ``target`` that is no class index.
     """
     n = len(masks) if N is None else check_int(N, "N", 1, len(masks), why="the masks available")
-    if batch_size == "auto":
-        batch_size = auto_batch_size(model, masks.input_size)
-    batch_size = check_int(batch_size, "batch_size", 1)
+    batch_size = resolve_batch_size(model, batch_size, masks.input_size)
     p1 = masks.p1 if p1 is None else float(p1)
     x = x.reshape(1, *x.shape[-3:]).to(model.device)
     target = None if target is None else int(check_target(target, 1, num_classes(model, x))[0])  # None: all classes

@@ -120,7 +120,7 @@ def test_saliency_second_derivative_exists(model, x):
 def test_bad_method_and_parameter_are_named(model, x):
     with pytest.raises(ParamError, match="'occlusion' cannot be attacked"):
         differentiable_attribution(model, x, "occlusion", TARGET)
-    with pytest.raises(ParamError, match="integrated_gradients.n_steps: 0"):
+    with pytest.raises(ParamError, match=r"^n_steps: 0 is not allowed \(an integer ≥ 1\)$"):
         differentiable_attribution(model, x, "integrated_gradients", TARGET, n_steps=0)
     with pytest.raises(ParamError, match="saliency: .*'n_steps'"):
         differentiable_attribution(model, x, "saliency", TARGET, n_steps=3)
@@ -175,15 +175,37 @@ def test_a_model_without_labels_is_probed_for_its_class_count():
 
 
 def test_riemann_quadrature_with_one_step_and_empty_noise_batches_are_named(model, x):
-    message = r"^integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)"
+    message = r"^n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)"
     with pytest.raises(ParamError, match=message):
         differentiable_attribution(
             model, x, "integrated_gradients", TARGET, create_graph=False, n_steps=1, integration="riemann_left"
         )
-    with pytest.raises(ParamError, match=r"^smoothgrad.nt_samples_batch_size: 0 is not allowed \(an integer ≥ 1\)"):
+    with pytest.raises(ParamError, match=r"^nt_samples_batch_size: 0 is not allowed \(an integer ≥ 1\)"):
         differentiable_attribution(
             model, x, "smoothgrad", TARGET, create_graph=False, nt_samples=2, nt_samples_batch_size=0
         )
+
+
+@pytest.mark.parametrize(
+    "method, params, message",
+    [
+        ("integrated_gradients", dict(n_steps=0), r"n_steps: 0 is not allowed \(an integer ≥ 1\)"),
+        ("integrated_gradients", dict(integration="simpson"), r"integration: 'simpson' is not allowed \(one of "),
+        ("smoothgrad", dict(nt_samples=0), r"nt_samples: 0 is not allowed \(an integer ≥ 1\)"),
+        ("smoothgrad", dict(stdevs=-0.1), r"stdevs: -0.1 is not allowed \(a finite number ≥ 0, pixel units\)"),
+        ("rise", dict(batch_size=0), r"batch_size: 0 is not allowed \(an integer ≥ 1\)"),
+        ("rise", dict(rise_masks=0), r"rise_masks: 0 is not allowed \(an integer ≥ 1\)"),
+    ],
+)
+def test_a_bad_argument_is_named_as_the_function_takes_it(method, params, message):
+    # Issue 13: a library function names its own argument, not a params.yaml key the caller never wrote
+    # (before: "integrated_gradients.n_steps", "smoothgrad.stdevs", "rise.batch_size", ...).
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    if method == "rise":
+        params["masks"] = generate_masks(N=4, s=2, p1=0.5, input_size=(4, 4), seed=0)
+    with pytest.raises(ParamError, match="^" + message) as info:
+        differentiable_attribution(net, torch.rand(1, 3, 4, 4), method, 0, create_graph=False, **params)
+    assert "\n" not in str(info.value)
 
 
 def test_the_old_public_names_are_aliases_of_the_new_ones():

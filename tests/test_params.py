@@ -154,6 +154,20 @@ def test_sections_give_the_library_calls_their_keyword_arguments():
     assert experiments.attack_explanation_params(params, "saliency_smoothed") == {"beta": 10.0, "abs": True}
 
 
+def test_rise_batch_size_auto_is_resolved_by_one_function(monkeypatch):
+    # Issue 13: the explain stages (method_kwargs, once: RISE then runs once per image) and rise_saliency
+    # both resolve `auto` through rise.resolve_batch_size; before, method_kwargs measured it itself.
+    calls = []
+    monkeypatch.setattr(rise, "auto_batch_size", lambda model, input_size: calls.append(input_size) or 3)
+    model = type("Stub", (), {"input_size": (224, 224)})()
+    kwargs = experiments.method_kwargs(changed("rise.batch_size", "auto"), "rise", model, masks="M")
+    assert kwargs == {"masks": "M", "batch_size": 3} and calls == [(224, 224)]
+    assert experiments.method_kwargs(YAML, "rise", model)["batch_size"] == YAML["rise"]["batch_size"] == 8
+    assert rise.resolve_batch_size(model, "auto", (7, 9)) == 3 and calls[-1] == (7, 9)
+    with pytest.raises(ParamError, match=r"^batch_size: 0 is not allowed \('auto' or an integer ≥ 1\)$"):
+        rise.resolve_batch_size(model, 0, (7, 9))
+
+
 def _defaults(function) -> dict:
     return {k: p.default for k, p in inspect.signature(function).parameters.items() if p.default is not p.empty}
 
@@ -167,9 +181,8 @@ FED = {
     "occlusion": [attribution._occlusion],
     "saliency": [attribution._saliency, differentiable._saliency],
     "gradcam": [attribution._gradcam, differentiable._gradcam],
-    "saliency_smoothed": [defence.saliency_smoothed],
-    "input_x_gradient_smoothed": [defence.input_x_gradient_smoothed],
-    "integrated_gradients_smoothed": [defence.integrated_gradients_smoothed],
+    # the defence's Captum calls and the attack's differentiable versions (its beta once defaulted to 10.0 itself)
+    **{m: [getattr(defence, m), differentiable._DISPATCH[m]] for m in defence.DEFENCE_METHODS},
     "rise": [rise.generate_masks],
 }
 
