@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from ._validate import check_int
+from .errors import ParamError
 
 T = TypeVar("T")
 
@@ -38,8 +39,15 @@ def shard_of(name: str, shards: int) -> int:
 
 
 def shard_name(index: int) -> str:
-    """The folder / DVC item name of shard ``index``: ``shard-000``, ``shard-001``, ..."""
-    return f"shard-{int(index):03d}"
+    """The folder name of shard ``index``: ``shard-0``, ``shard-1``, ... (unpadded: dvc.yaml writes
+    ``shard-${item.shard}``)."""
+    return f"shard-{int(index)}"
+
+
+def shard_index(name: str) -> int:
+    """The index of a shard folder or file name (``shard-12``, ``shard-12.csv`` → 12); -1 for another name."""
+    tail = name.removeprefix("shard-").removesuffix(".csv")
+    return int(tail) if name.startswith("shard-") and tail.isdigit() else -1
 
 
 def split(names: Iterable[str], shards: int) -> dict[int, list[str]]:
@@ -59,3 +67,31 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     size = check_int(size, "batch_size", 1)
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def stage_shard(args: Sequence[str], n_args: int, script: str, shards: Sequence[int]) -> tuple[list[str], int]:
+    """Split a stage's command line into its ``n_args`` own arguments and the shard index after them.
+
+    dvc.yaml passes the shard of each matrix item as the last argument; run by hand with a single shard
+    (``compute.shards: [0]``) it may be left out.
+
+    Args:
+        args: the command-line arguments after the script name.
+        n_args: how many come before the shard (e.g. 2 for ``<method> <eps>``).
+        script: the script, for the message.
+        shards: ``compute.shards``.
+
+    Returns:
+        ``(the first n_args arguments, the shard index)``; a wrong count of the first is the caller's to refuse.
+
+    Raises:
+        ParamError: the shard is not one of ``shards``, or is left out while there are several.
+    """
+    args = list(args)
+    if len(args) != n_args + 1:
+        if len(shards) == 1:
+            return args, shards[0]
+        raise ParamError(f"{script}: the shard is missing (the last argument, one of compute.shards: {list(shards)})")
+    if not args[-1].isdigit() or int(args[-1]) not in shards:
+        raise ParamError(f"{script}: shard {args[-1]!r} is not allowed (one of compute.shards: {list(shards)})")
+    return args[:-1], int(args[-1])

@@ -15,27 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
-from .artifacts import PREPARED, read_manifest
-from .data import to_tensor
+from .artifacts import PREPARED, load_images, read_manifest
 from .shards import batched
 
 
-def load_images(stems: list[str], prepared: str | Path = PREPARED) -> torch.Tensor:
-    """The prepared images ``stems`` as (B, 3, H, W) in [0, 1]."""
-    return torch.cat([to_tensor(np.asarray(Image.open(Path(prepared) / f"{s}.png").convert("RGB"))) for s in stems])
-
-
-def prepared_batches(batch_size: int, prepared: str | Path = PREPARED) -> Iterator[tuple[pd.DataFrame, torch.Tensor]]:
+def prepared_batches(
+    batch_size: int, prepared: str | Path = PREPARED, shard: int | None = None
+) -> Iterator[tuple[pd.DataFrame, torch.Tensor]]:
     """The manifest's rows and their images, ``batch_size`` at a time, in manifest order.
 
     Args:
         batch_size: images per batch, ≥ 1 (``compute.batch_size``); the last batch may be smaller.
-        prepared: the prepare stage's folder (``manifest.csv`` and ``<stem>.png``).
+        prepared: the prepare stage's folder (``manifest.csv``, ``shard-<k>/`` with the images).
+        shard: stream only this shard's images (``shard-<k>/manifest.csv``); None = every image.
 
     Yields:
         ``(rows, x)``: a slice of the manifest and its images (len(rows), 3, H, W) in [0, 1].
@@ -43,7 +38,7 @@ def prepared_batches(batch_size: int, prepared: str | Path = PREPARED) -> Iterat
     Raises:
         DeepSaliencyError: the manifest is missing. ParamError: ``batch_size`` < 1.
     """
-    manifest = read_manifest(prepared)
+    manifest = read_manifest(prepared, shard)
     for index in batched(range(len(manifest)), batch_size):  # the one place batch boundaries are cut
         rows = manifest.iloc[index[0] : index[-1] + 1]
         yield rows, load_images(list(rows["stem"]), prepared)

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepsaliency.artifacts import ATTACK_LOSSES, PGD, UNTARGETED, attack_loss_file, read_prepared
+from deepsaliency.artifacts import (
+    ATTACK_LOSSES,
+    LOSS_COLUMNS,
+    PGD,
+    UNTARGETED,
+    attack_loss_file,
+    read_prepared,
+    read_table,
+    table_exists,
+)
 from deepsaliency.errors import DeepSaliencyError
 from deepsaliency.metrics import aggregates, tables
 from deepsaliency.metrics import defence_table as defence
@@ -21,9 +30,6 @@ from deepsaliency.metrics.statistics import Bootstrap
 from deepsaliency.models import load_model
 from deepsaliency.params import load_params
 from deepsaliency.stage import atomic_dir, atomic_file, run_stage
-
-#: The columns each attack@<method>-<eps> stage writes to its per-step loss CSV.
-LOSS_COLUMNS = ["step", "image", "expl_loss", "output_loss", "beta"]
 
 
 def attack_loss_table(runs: Iterable[tuple[str, float]], root: str | Path = ATTACK_LOSSES) -> pd.DataFrame:
@@ -47,11 +53,11 @@ def attack_loss_table(runs: Iterable[tuple[str, float]], root: str | Path = ATTA
     frames = []
     for attack, eps in runs:
         path = attack_loss_file(attack, eps, root)
-        if not path.is_file():
+        if not table_exists(path):
             raise DeepSaliencyError(
-                f"{path}: missing, but the attack's images exist; rerun the attack@{attack}-{eps:g} stage"
+                f"{path}: missing, but the attack's images exist; rerun the attack@{attack}-{eps:g} stages"
             )
-        df = pd.read_csv(path)
+        df = read_table(path)
         lack = [c for c in LOSS_COLUMNS if c not in df.columns]
         if lack:
             raise DeepSaliencyError(f"{path}: columns {list(df.columns)} lack {lack}")

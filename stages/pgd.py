@@ -1,25 +1,32 @@
-"""Stage pgd: the classic prediction attack (untargeted L∞ PGD), and every method's map on its output.
+"""Stage pgd@<shard>: the classic prediction attack (untargeted L∞ PGD), and every method's map on its output.
 
-Writes data/attacks/pgd/<stem>.npz in the same layout as the manipulation attacks
-(target_stem is empty), so the metrics and report treat it as one more attack. Images
+Writes data/attacks/pgd/shard-<k>/<stem>.npz in the same layout as the manipulation attacks
+(target_stem is empty), so the metrics and report treat it as one more attack. The shard's images
 stream through in batches of ``compute.batch_size`` on the ``compute.backend``.
 """
 
+import sys
+
 import numpy as np
 
-from deepsaliency.artifacts import MASKS, write_npz
+from deepsaliency.artifacts import ATTACKS, MASKS, PGD, sharded, write_npz
 from deepsaliency.attack.batches import pgd_batch
 from deepsaliency.attribution import check_model_params
 from deepsaliency.backend import Compute, map_batches
+from deepsaliency.errors import ParamError
 from deepsaliency.models import load_model
 from deepsaliency.params import load_params
 from deepsaliency.rise import RiseMasks
+from deepsaliency.shards import stage_shard
 from deepsaliency.stage import atomic_dir, run_stage
 from deepsaliency.stream import prepared_batches
 
 
 def main() -> None:
     params = load_params()
+    args, shard = stage_shard(sys.argv[1:], 0, "stages/pgd.py", params["compute"]["shards"])
+    if args:
+        raise ParamError(f"stages/pgd.py: arguments {args!r} are not allowed (only the shard index)")
     compute = Compute.from_params(params["compute"])
     model = load_model(**params["model"])
     check_model_params(params, model)  # a bad gradcam layer fails now, not after the attack
@@ -33,10 +40,10 @@ def main() -> None:
             "params": params,
             "masks": masks,
         }
-        for rows, x in prepared_batches(params["compute"]["batch_size"])
+        for rows, x in prepared_batches(params["compute"]["batch_size"], shard=shard)
     )
     flipped = total = 0
-    with atomic_dir("data/attacks/pgd") as out:
+    with atomic_dir(sharded(ATTACKS / PGD, shard)) as out:
         for batch in map_batches(pgd_batch, payloads, params["model"], compute, model):
             for i, stem in enumerate(batch["stems"]):
                 write_npz(
@@ -49,7 +56,7 @@ def main() -> None:
                 )
             flipped += sum(label != c for label, c in zip(batch["labels"], batch["classes"], strict=True))
             total += len(batch["stems"])
-    print(f"pgd: label flipped for {flipped}/{total} images ({compute.backend} backend)")
+    print(f"pgd@{shard}: label flipped for {flipped}/{total} images ({compute.backend} backend)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepsaliency.artifacts import MASKS, read_prepared
+from deepsaliency.artifacts import MASKS
 from deepsaliency.attribution import check_model_params
 from deepsaliency.errors import ParamError
 from deepsaliency.experiments import method_kwargs
@@ -27,6 +27,7 @@ from deepsaliency.params import load_params
 from deepsaliency.plots.sanity import plot_sanity
 from deepsaliency.rise import RiseMasks
 from deepsaliency.stage import atomic_dir, atomic_file, run_stage
+from deepsaliency.stream import prepared_batches
 
 PER_IMAGE_COLUMNS = ["image", "method", "variant", "depth", "layer", *SANITY_METRICS]
 SUMMARY_COLUMNS = ["method", "variant", "depth", "layer", "metric", "mean", "ci_low", "ci_high", "n"]
@@ -136,24 +137,31 @@ def main() -> None:
     model = load_model(**params["model"])
     check_model_params(params, model)  # gradcam layers and explain.target, before any work
     depth = check_depth(params, model)
-    manifest, x = read_prepared()
-    stems = list(manifest["stem"])
     target = params["explain"]["target"]
-    targets = [target if target is not None else int(c) for c in manifest["class_idx"]]
     masks = RiseMasks.load(MASKS) if "rise" in params["sanity"]["methods"] else None
-    table, maps = run_sanity(model, x, stems, targets, params, masks)
+    tables, first = [], None
+    for rows, x in prepared_batches(params["compute"]["batch_size"]):  # one batch of images in memory at a time
+        stems = list(rows["stem"])
+        targets = [target if target is not None else int(c) for c in rows["class_idx"]]
+        batch_table, maps = run_sanity(model, x, stems, targets, params, masks)
+        tables.append(batch_table)
+        if first is None:  # the figure shows the first image: keep its maps only
+            first = (stems[0], x[0], {k: v for k, v in maps.items() if k[2] == stems[0]})
+    assert first is not None  # prepare never writes an empty manifest
+    table = pd.concat(tables, ignore_index=True)
+    stem, x0, maps = first
     boot = params["metrics"]["bootstrap"]
     summary = summarize(table, boot["n_resamples"], boot["seed"])
-    variant, rows = figure_maps(maps, params, stems[0], depth)
-    layers = table[(table.image == stems[0]) & (table.variant == variant)].drop_duplicates("depth").layer.tolist()
-    image = x[0].permute(1, 2, 0).numpy()
+    variant, rows = figure_maps(maps, params, stem, depth)
+    layers = table[(table.image == stem) & (table.variant == variant)].drop_duplicates("depth").layer.tolist()
+    image = x0.permute(1, 2, 0).numpy()
     fig = plot_sanity(
         rows,
         layers,
         image,
         cmap=params["plots"]["map_cmap"],
         clip_percentile=params["plots"]["clip_percentile"],
-        title=f"{variant} randomisation from the logits down, {stems[0]} (Adebayo et al. 2018)",
+        title=f"{variant} randomisation from the logits down, {stem} (Adebayo et al. 2018)",
     )
     with atomic_dir("reports/sanity") as out:
         table.to_csv(out / "per_image.csv", index=False, float_format="%.6g")

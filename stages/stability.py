@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from deepsaliency.artifacts import MASKS, read_prepared
+from deepsaliency.artifacts import MASKS
 from deepsaliency.attribution import check_model_params
 from deepsaliency.experiments import method_kwargs
 from deepsaliency.metrics.stability import STABILITY_METRICS, stability_table
@@ -24,6 +24,7 @@ from deepsaliency.models import load_model
 from deepsaliency.params import load_params
 from deepsaliency.rise import RiseMasks
 from deepsaliency.stage import atomic_dir, atomic_file, run_stage
+from deepsaliency.stream import prepared_batches
 
 SUMMARY_COLUMNS = ["method", "metric", "mean", "ci_low", "ci_high", "n"]
 
@@ -56,24 +57,27 @@ def main() -> None:
     section = params["stability"]
     model = load_model(**params["model"])
     check_model_params(params, model)  # gradcam layers and explain.target, before any work
-    manifest, x = read_prepared()
-    stems = list(manifest["stem"])
     target = params["explain"]["target"]
-    targets = [target if target is not None else int(c) for c in manifest["class_idx"]]
     masks = RiseMasks.load(MASKS) if "rise" in section["methods"] else None
     methods = {m: method_kwargs(params, m, model, masks) for m in section["methods"]}
     t0 = time.perf_counter()
-    table = stability_table(
-        model,
-        x,
-        methods,
-        targets,
-        stems,
-        radius=section["radius"],
-        n_perturb_samples=section["n_perturb_samples"],
-        seed=section["seed"],
-        batch_size=section["batch_size"],
-    )
+    tables, stems = [], []
+    for rows, x in prepared_batches(params["compute"]["batch_size"]):  # one batch of images in memory at a time
+        tables.append(
+            stability_table(
+                model,
+                x,
+                methods,
+                [target if target is not None else int(c) for c in rows["class_idx"]],
+                list(rows["stem"]),
+                radius=section["radius"],
+                n_perturb_samples=section["n_perturb_samples"],
+                seed=section["seed"],
+                batch_size=section["batch_size"],
+            )
+        )
+        stems += list(rows["stem"])
+    table = pd.concat(tables, ignore_index=True)
     print(f"stability: {len(stems)} images × {len(methods)} methods in {time.perf_counter() - t0:.1f} s")
     boot = params["metrics"]["bootstrap"]
     summary = summarize(table, boot["n_resamples"], boot["seed"])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepsaliency.artifacts import read_npz
+from deepsaliency.artifacts import prepared_image_path, read_npz
 from deepsaliency.metrics.similarity import center_of_mass_shift, top_k_intersection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,14 +21,15 @@ COLUMNS = [
 
 
 def make_project(tmp_path: Path, prepared: Path, **sections: dict) -> Path:
-    """stages/, params.yaml (``sections`` update its sections' keys) and data/prepared with two sample images."""
+    """stages/, params.yaml (``sections`` update its sections' keys) and data/prepared with two sample images,
+    laid out as before shards (one folder, no ``shard`` column): such a folder is read as shard 0."""
     shutil.copytree(ROOT / "stages", tmp_path / "stages")
     out = tmp_path / "data" / "prepared"
     out.mkdir(parents=True)
     manifest = pd.read_csv(prepared / "manifest.csv")
-    manifest[manifest.stem.isin(STEMS)].to_csv(out / "manifest.csv", index=False)
+    manifest[manifest.stem.isin(STEMS)].drop(columns="shard").to_csv(out / "manifest.csv", index=False)
     for stem in STEMS:
-        shutil.copy(prepared / f"{stem}.png", out / f"{stem}.png")
+        shutil.copy(prepared_image_path(stem, prepared), out / f"{stem}.png")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, keys in sections.items():
         for key, value in keys.items():  # a nested section (attack.<m>) keeps the keys not given
@@ -48,7 +49,7 @@ def test_the_stage_writes_one_row_per_image_and_kind_and_moves_the_map(project, 
     assert stage_in_process(project, "stages/explain.py", "saliency").returncode == 0  # the original maps
     proc = stage_in_process(project, "stages/untargeted.py", "saliency", "8")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pd.read_csv(project / "reports/untargeted/saliency-eps8.csv")
+    table = pd.read_csv(project / "reports/untargeted/saliency-eps8/shard-0.csv")
     assert list(table.columns) == COLUMNS
     assert sorted(zip(table.image, table.kind, strict=True)) == sorted(
         (s, k) for s in STEMS for k in ("topk", "center_of_mass")
@@ -60,9 +61,9 @@ def test_the_stage_writes_one_row_per_image_and_kind_and_moves_the_map(project, 
     assert (topk.topk_intersection < 0.9).all()  # the original top-k pixels were pushed out (1.0 = unmoved)
     # The CSV's numbers are those of the written maps: recompute them from the npz and the explain stage's map.
     for stem in STEMS:
-        arrays = read_npz(project / "data/untargeted/saliency/eps8" / f"{stem}.npz")
+        arrays = read_npz(project / "data/untargeted/saliency/eps8/shard-0" / f"{stem}.npz")
         assert set(arrays) == {"x_adv_topk", "map_topk", "x_adv_center_of_mass", "map_center_of_mass"}
-        original = read_npz(project / "data/explanations/saliency" / f"{stem}.npz")["map"]
+        original = read_npz(project / "data/explanations/saliency/shard-0" / f"{stem}.npz")["map"]
         assert topk.loc[stem, "topk_intersection"] == pytest.approx(
             top_k_intersection(original, arrays["map_topk"], 500)
         )
@@ -100,13 +101,13 @@ def test_the_attack_stage_runs_the_newly_attackable_methods(tmp_path, prepared, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     moved = []
     for stem in STEMS:
-        out = read_npz(project / f"data/attacks/{method}/eps8/{stem}.npz")
-        x = read_npz(project / f"data/explanations/{method}/{stem}.npz")  # the map the attack started from
+        out = read_npz(project / f"data/attacks/{method}/eps8/shard-0/{stem}.npz")
+        x = read_npz(project / f"data/explanations/{method}/shard-0/{stem}.npz")  # the map the attack started from
         assert out["x_adv"].shape == (3, 224, 224) and out[f"map_{method}"].shape == (224, 224)
         assert int(out["steps"]) == 6 and int(out["passes"]) > 0
         moved.append(not np.array_equal(out[f"map_{method}"], x["map"]))
     assert any(moved)  # the map on x_adv differs from the explain stage's map of x
-    loss = pd.read_csv(project / f"reports/attack_loss/{method}-eps8.csv")
+    loss = pd.read_csv(project / f"reports/attack_loss/{method}-eps8/shard-0.csv")
     expected_beta = 10.0 if method == "saliency_smoothed" else None  # the defence's fixed β; no swap for Grad-CAM
     assert len(loss) == 6 * len(STEMS)
     assert (loss.beta == expected_beta).all() if expected_beta else loss.beta.isna().all()

@@ -36,6 +36,10 @@ def test_the_shipped_params_are_valid():
         ("rise.s", 0, r"rise.s: 0 is not allowed"),
         ("rise.s", 500, r"rise.s: 500 is not allowed \(an integer in \[1, 224\], model.input_size\)"),
         ("rise.batch_size", 0, r"rise.batch_size: 0 is not allowed \(expected 'auto' or an integer ≥ 1\)"),
+        ("compute.shards", [], r"compute.shards: \[\] is not allowed \(expected the shard indices \[0, 1, …, n − 1\]"),
+        ("compute.shards", [0, 2], r"compute.shards: \[0, 2\] is not allowed \(expected the shard indices"),
+        ("compute.shards", [1, 0], r"compute.shards: \[1, 0\] is not allowed"),
+        ("compute.shards", 4, r"compute.shards: 4 is not allowed \(expected the shard indices"),
         (
             "explain.methods",
             ["saliency", "lime"],
@@ -210,6 +214,11 @@ def with_changes(**changes):
             r"^attack.integrated_gradients.n_steps: 1 is not allowed \(an integer ≥ 2, integration riemann_left\)$",
         ),
         (
+            dict(attack__target_image="chelsea", compute__shards=[0, 1]),
+            r"^attack.target_image: 'chelsea' is not allowed \('next' when compute.shards has 2 shards: an image is "
+            r"attacked toward another image of its own shard\)$",
+        ),
+        (
             dict(
                 explain__methods=["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradcam"],
                 attack__methods=["saliency"],
@@ -239,10 +248,12 @@ def test_cross_parameter_constraints_name_the_key(changes, message):
         dict(
             explain__methods=[  # exactly the attacked methods
                 *["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "rise"],
-                *["gradcam", "saliency_smoothed"],
+                *["gradcam", "saliency_smoothed", "input_x_gradient_smoothed", "integrated_gradients_smoothed"],
             ],
             plots__min_max_methods=[],
         ),
+        dict(compute__shards=[0, 1, 2, 3]),
+        dict(attack__target_image="chelsea", compute__shards=[0]),  # one shard: every image is in it
     ],
 )
 def test_the_edges_of_the_cross_constraints_are_accepted(changes):

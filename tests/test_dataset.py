@@ -93,7 +93,7 @@ def test_imagefolder_manifest_has_true_labels_and_correctness(photo_folder, tmp_
     assert by_stem.loc["chelsea_000", "class_idx"] == 285 and not by_stem.loc["chelsea_000", "correct"]
     assert by_stem.loc["coffee_000", "class_idx"] == 967 and by_stem.loc["coffee_000", "correct"]
     assert 0 < manifest.correct.sum() < len(manifest)
-    out = tmp_path / "out0"
+    out = tmp_path / "out0" / "shard-0"  # one shard by default
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{s}.png" for s in manifest.stem)
     assert np.asarray(Image.open(out / "coffee_000.png")).shape == (224, 224, 3)
     assert lines == []
@@ -130,7 +130,7 @@ def test_flat_folder_with_a_labels_csv(tmp_path, model):
     pd.testing.assert_frame_equal(labelled[list(MANIFEST_COLUMNS)], plain)
     assert labelled.true_label.tolist() == [281, 967, 657] and labelled.correct.tolist() == [False, True, True]
     for out in ("out0", "out1"):
-        assert digest(tmp_path / out)["chelsea.png"] == digest(tmp_path / "out0")["chelsea.png"]
+        assert digest(tmp_path / out)["shard-0/chelsea.png"] == digest(tmp_path / "out0")["shard-0/chelsea.png"]
 
 
 @pytest.mark.slow
@@ -270,6 +270,6 @@ def test_prepare_streams_peak_memory_does_not_grow_with_the_folder(tmp_path):
             [sys.executable, "-c", PEAK, str(images), str(out)], capture_output=True, text=True, cwd=ROOT, check=True
         )
         peaks[copies] = int(proc.stdout.split()[-1])
-        assert len(list(out.glob("*.png"))) == 5 * copies
+        assert len(list(out.glob("shard-0/*.png"))) == 5 * copies
     # Holding 120 images at 224² (float, 0.6 MB each) and classifying them at once would add > 100 MiB.
     assert peaks[24] - peaks[4] < 40, peaks

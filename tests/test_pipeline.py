@@ -18,13 +18,13 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(dvc_baseline, dv
     assert {
         "prepare",
         "masks",
-        "explain@rise",
-        "explain@saliency",
-        "attack@saliency-4",
-        "attack@saliency-8",
-        "attack@rise-4",
-        "attack@rise-8",
-        "pgd",
+        "explain_rise@0",
+        "explain@saliency-0",
+        "attack@saliency-4-0",
+        "attack@saliency-8-0",
+        "attack@rise-4-0",
+        "attack@rise-8-0",
+        "pgd@0",
         "metrics",
         "report",
     } <= first
@@ -46,14 +46,14 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(dvc_baseline, dv
     changed = {
         line[:-1] for line in status.splitlines() if line and not line.startswith(("\t", " ")) and line.endswith(":")
     }
-    assert "masks" in changed and "explain@rise" in changed
-    assert not changed & {"prepare", "explain@saliency", "explain@integrated_gradients", "explain@gradcam"}
+    assert "masks" in changed and "explain_rise@0" in changed
+    assert not changed & {"prepare", "explain@saliency-0", "explain@integrated_gradients-0", "explain@gradcam-0"}
     rerun = stages_run(run(["dvc", "repro"], project))
-    assert {"masks", "explain@rise", "attack@rise-4", "attack@rise-8", "metrics", "report"} <= rerun
-    assert not rerun & {"prepare", "explain@saliency", "explain@integrated_gradients", "explain@gradcam"}
+    assert {"masks", "explain_rise@0", "attack@rise-4-0", "attack@rise-8-0", "metrics", "report"} <= rerun
+    assert not rerun & {"prepare", "explain@saliency-0", "explain@integrated_gradients-0", "explain@gradcam-0"}
     after = digest(project / "data/explanations")
-    assert after["rise/chelsea.npz"] != before["rise/chelsea.npz"]
-    assert after["saliency/chelsea.npz"] == before["saliency/chelsea.npz"]
+    assert after["rise/shard-0/chelsea.npz"] != before["rise/shard-0/chelsea.npz"]
+    assert after["saliency/shard-0/chelsea.npz"] == before["saliency/shard-0/chelsea.npz"]
 
 
 @pytest.mark.slow
@@ -63,12 +63,12 @@ def test_a_stage_rerun_is_byte_identical(dvc_project):
     before = {o: digest(project / o) if (project / o).is_dir() else (project / o).read_bytes() for o in outputs}
     stages = [
         "masks",
-        "explain@rise",
-        "explain@smoothgrad",
-        "explain@gradient_shap",
-        "attack@saliency-8",
-        "attack@rise-8",
-        "pgd",
+        "explain_rise@0",
+        "explain@smoothgrad-0",
+        "explain@gradient_shap-0",
+        "attack@saliency-8-0",
+        "attack@rise-8-0",
+        "pgd@0",
         "metrics",
     ]
     forced = stages_run(run(["dvc", "repro", "--force", "--single-item", *stages], project))

@@ -31,8 +31,14 @@ def test_an_experiment_reruns_one_attack_and_dvc_diffs_show_it(dvc_project):
     """The README's comparison commands: dvc exp run -S, then dvc params diff / dvc metrics diff against HEAD."""
     project = dvc_project
     exp = commit_and_exp_run(project, "baseline", "attack.saliency.num_iter=4")
-    # untargeted@saliency-8 declares attack.saliency (the attack-time explanation settings it shares with attack@)
-    assert stages_run(exp) == {"attack@saliency-4", "attack@saliency-8", "untargeted@saliency-8", "metrics", "report"}
+    # untargeted@saliency-8-0 declares attack.saliency (the attack-time explanation settings it shares with attack@)
+    assert stages_run(exp) == {
+        "attack@saliency-4-0",
+        "attack@saliency-8-0",
+        "untargeted@saliency-8-0",
+        "metrics",
+        "report",
+    }
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
     changed = params_diff["params.yaml"]
     assert list(changed) == ["attack.saliency.num_iter"] and (
@@ -56,7 +62,7 @@ def test_adding_a_budget_runs_only_its_attacks(dvc_project):
     """Issue 15: attack.eps is a DVC matrix axis; a new budget runs the new attack items (and the aggregates)."""
     project = dvc_project
     exp = commit_and_exp_run(project, "two budgets", "attack.eps=[2,4,8]")
-    assert stages_run(exp) == {"attack@saliency-2", "attack@rise-2", "metrics", "report"}
+    assert stages_run(exp) == {"attack@saliency-2-0", "attack@rise-2-0", "metrics", "report"}
     curve = pd.read_csv(project / "reports/metrics/manipulability.csv")
     assert sorted(curve[curve["method"] == "saliency"]["eps"]) == [2.0, 4.0, 8.0]
     quality = pd.read_csv(project / "reports/metrics/attack_quality.csv")
@@ -107,7 +113,7 @@ def test_narrowing_attack_methods_leaves_no_stale_attack(dvc_project):
 
     exp = commit_and_exp_run(project, "two attacks", "attack.methods=[saliency]")
     assert {"metrics", "report"} <= stages_run(exp) and not {s for s in stages_run(exp) if s.startswith("attack@")}
-    assert (project / "reports/attack_loss/rise-eps8.csv").is_file()  # the dropped stage's output is still there
+    assert (project / "reports/attack_loss/rise-eps8/shard-0.csv").is_file()  # the dropped stage's output stays
     after = attack_names(project, plots_show(project))
     stale = {where: names & {"rise"} for where, names in after.items() if "rise" in names}
     assert not stale, f"the dropped attack survives in {stale}"

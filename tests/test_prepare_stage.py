@@ -11,9 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from dvc_project import digest
+from PIL import Image
+from skimage import data as skdata
 
+from deepsaliency.data import prepare_images
 from deepsaliency.errors import ParamError
 from deepsaliency.params import validate
+from deepsaliency.shards import shard_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,3 +109,53 @@ def test_a_sample_that_needs_labels_is_refused_before_anything_is_touched(projec
 
 
 # ------------------------------------------------------------------------------------------------- memory
+
+
+# ------------------------------------------------------------------------------------------------- shards
+def test_shards_partition_the_images_by_name_and_print_their_sizes(project, stage_in_process):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["compute"]["shards"] = [0, 1, 2]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = stage_in_process(project, "stages/prepare.py")
+    assert proc.returncode == 0, proc.stderr
+    manifest = pd.read_csv(project / "data/prepared/manifest.csv")
+    assert manifest.shard.tolist() == [shard_of(s, 3) for s in manifest.stem]
+    sizes = manifest.shard.value_counts().reindex(range(3), fill_value=0).tolist()
+    assert f"3 shards of {', '.join(map(str, sizes))} images (by a hash of the file name)" in proc.stdout
+    for k in range(3):
+        part = pd.read_csv(project / f"data/prepared/shard-{k}/manifest.csv")
+        pd.testing.assert_frame_equal(part, manifest[manifest.shard == k].reset_index(drop=True))
+        pngs = sorted(p.stem for p in (project / f"data/prepared/shard-{k}").glob("*.png"))
+        assert pngs == sorted(part.stem)
+
+
+def test_adding_an_image_changes_only_its_own_shard_folder(tmp_path, model):
+    """What per-shard caching rests on: every other shard's folder stays byte-identical (each image is
+    classified alone, so the batch it shares with the new image does not move its probability)."""
+    images = tmp_path / "images"
+    shutil.copytree(ROOT / "data/images", images)
+    digests = []
+    for run, extra in enumerate((None, "astronaut")):
+        if extra:
+            Image.fromarray(skdata.astronaut()).save(images / f"{extra}.png")
+        out = tmp_path / f"out{run}"
+        out.mkdir()
+        prepare_images(images, out, model, log=None, shards=2)
+        digests.append({k: digest(out / f"shard-{k}") for k in range(2)})
+    new = shard_of("astronaut", 2)
+    assert digests[0][1 - new] == digests[1][1 - new]
+    assert set(digests[1][new]) - set(digests[0][new]) == {"astronaut.png"}
+    assert digests[0][new]["manifest.csv"] != digests[1][new]["manifest.csv"]
+
+
+def test_more_shards_than_images_is_one_line_naming_the_key_and_writes_nothing(project, stage_in_process):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["compute"]["shards"] = list(range(11))  # the photo folder holds 10 images
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = stage_in_process(project, "stages/prepare.py")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: compute.shards: 11 is not allowed (at most the number of images prepared, 10)"
+    ]
+    assert not (project / "data/prepared").exists()
+    assert not any(p.name.startswith(".prepared.tmp") for p in (project / "data").iterdir())

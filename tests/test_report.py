@@ -292,3 +292,28 @@ def test_report_shows_only_the_attacks_the_params_list(tmp_path, monkeypatch):
     assert set(art.attack_loss["saliency"]["image"]) == set(STEMS[:2]) and len(art.attack_loss["saliency"]) == 40
     # Without params the report still shows every folder found (a library call on a foreign folder).
     assert rep.load_artifacts(root).attacks == ["saliency", "rise", "pgd"]
+
+
+def test_select_images_is_bounded_seeded_and_in_manifest_order():
+    stems = [f"img{i:03d}" for i in range(200)]
+    chosen = rep.load.select_images(stems, 12)
+    assert len(chosen) == 12 and chosen == sorted(chosen)  # manifest order kept
+    assert chosen == rep.load.select_images(stems, 12)  # the same on every run
+    assert chosen != stems[:12]  # drawn across the set, not its head
+    assert rep.load.select_images(stems[:5], 12) == stems[:5]  # everything when it fits
+
+
+def test_figures_show_a_bounded_selection_and_tables_every_image(tmp_path):
+    """issue 14: a 1,000-image report stays a readable page: report.max_images bounds the per-image figures."""
+    root = make_artifacts(tmp_path / "run")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["explain"]["methods"] = METHODS
+    params["attack"]["methods"] = [a for a in ATTACKS if a != "pgd"]
+    params["report"]["max_images"] = 2
+    report = rep.write_report(root, "reports", params=params)
+    drawn = sorted(p.stem.removeprefix("explanations_") for p in (root / "reports/figures").glob("explanations_*"))
+    assert drawn == rep.load.select_images(STEMS, 2) and len(drawn) == 2 < len(STEMS)
+    md = (root / "reports/report.md").read_text()
+    assert "The per-image figures show 2 of the 3 images (a seeded selection, report.max_images)" in md
+    assert all(f"| {s}.png " in md for s in STEMS)  # the manifest table lists every image
+    assert report.figures

@@ -51,7 +51,7 @@ def test_explain_stage_writes_the_same_bytes_for_any_batch_size(tmp_path, prepar
         proc = stage_in_process(project, "stages/explain.py", "input_x_gradient")
         assert proc.returncode == 0, proc.stderr
         assert "3 images" in proc.stdout
-        outs.append(digest(project / "data" / "explanations" / "input_x_gradient"))
+        outs.append(digest(project / "data" / "explanations" / "input_x_gradient" / "shard-0"))
     assert len(outs[0]) == 3 and outs[0] == outs[1]
 
 
@@ -69,5 +69,5 @@ def test_explain_stage_on_two_ray_workers_writes_the_local_bytes(tmp_path, prepa
             ray.shutdown()
         assert proc.returncode == 0, proc.stderr
         assert f"({backend} backend)" in proc.stdout
-        outs.append(digest(project / "data" / "explanations" / "saliency"))
+        outs.append(digest(project / "data" / "explanations" / "saliency" / "shard-0"))
     assert len(outs[0]) == 3 and outs[0] == outs[1]

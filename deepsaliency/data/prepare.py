@@ -18,6 +18,7 @@ from PIL import Image
 
 from .._validate import check_bool, check_int
 from ..errors import ImageError, ParamError
+from ..shards import shard_name, shard_of
 from .folders import ImageEntry, ImageScan, scan_images
 from .pixels import read_frames, resize_image, to_tensor
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 BATCH_SIZE = 32
-MANIFEST_COLUMNS = ("file", "stem", "class_idx", "label", "prob")
+MANIFEST_COLUMNS = ("file", "stem", "class_idx", "label", "prob", "shard")
 LABEL_COLUMNS = ("true_label", "correct")
 SAMPLE_KEYS = ("n", "per_class", "only_correct", "seed")
 
@@ -78,6 +79,7 @@ class _Writer:
     sample: dict[str, Any]
     labelled: bool
     say: Callable[[str], None]
+    shards: int = 1
     rows: list[dict[str, Any]] = field(default_factory=list)
     taken: Counter[int | None] = field(default_factory=Counter)
 
@@ -95,16 +97,20 @@ class _Writer:
             if frames > 1:
                 self.say(f"note {e.file}: {frames} frames, the first was prepared")
             arrays.append(resize_image(rgb, self.model.input_size, self.resize))
-        x = torch.cat([to_tensor(a) for a in arrays]).to(self.model.device)
+        # One image per forward pass: a batch's composition changes the float result in its last bits, and a
+        # shard's manifest must not change when an image of another shard comes or goes.
         with torch.inference_mode():
-            pred = self.model.classify(x)
-        for e, a, idx, label, prob in zip(batch, arrays, pred.indices, pred.labels, pred.probabilities, strict=True):
+            preds = [self.model.classify(to_tensor(a).to(self.model.device)) for a in arrays]
+        for e, a, pred in zip(batch, arrays, preds, strict=True):
+            idx, label, prob = pred.indices[0], pred.labels[0], pred.probabilities[0]
             if self.sample["only_correct"] and idx != e.true_label:
                 continue
             if not self.room(e):
                 continue
-            Image.fromarray(a).save(self.out_dir / f"{e.stem}.png")
+            shard = shard_of(e.stem, self.shards)
+            Image.fromarray(a).save(self.out_dir / shard_name(shard) / f"{e.stem}.png")
             row = {"file": e.file, "stem": e.stem, "class_idx": idx, "label": label, "prob": round(prob, 6)}
+            row["shard"] = shard
             if self.labelled:
                 row.update(true_label=e.true_label, correct=idx == e.true_label)
             self.rows.append(row)
@@ -145,15 +151,18 @@ def prepare_images(
     sample: Mapping[str, Any] | None = None,
     batch_size: int = BATCH_SIZE,
     log: Callable[[str], None] | None = print,
+    shards: int = 1,
 ) -> pd.DataFrame:
     """Resize every (or a seeded sample of the) image(s) to the model's input size and classify them.
 
     Reads ``images_dir`` as :func:`scan_images` describes and writes ``<stem>.png`` (RGB, H×W of the model)
-    per image and ``manifest.csv`` into ``out_dir``. The manifest has the columns ``file`` (path relative to
-    ``images_dir``), ``stem``, ``class_idx``, ``label``, ``prob`` (the model's top-1 class, name and softmax
-    probability), and when true labels exist ``true_label`` (ImageNet index) and ``correct`` (top-1 hit),
-    rows in file order. Images are decoded, resized, classified (``model.classify``) and written
-    ``batch_size`` at a time, so peak memory does not grow with the number of images.
+    per image into its shard's folder ``shard-<k>/`` (:func:`deepsaliency.shards.shard_of`: a hash of the stem)
+    with that shard's ``manifest.csv``, and every image's ``manifest.csv`` into ``out_dir``. The manifest has the
+    columns ``file`` (path relative to ``images_dir``), ``stem``, ``class_idx``, ``label``, ``prob`` (the
+    model's top-1 class, name and softmax probability, each image classified alone), ``shard``, and when true
+    labels exist ``true_label`` (ImageNet index) and ``correct`` (top-1 hit), rows in file order. Images are
+    decoded, resized, classified (``model.classify``) and written ``batch_size`` at a time, so peak memory does
+    not grow with the number of images.
 
     Args:
         images_dir: a flat folder or class folders.
@@ -168,6 +177,7 @@ def prepare_images(
         batch_size: images per decode/classify/write step.
         log: receives one line per skipped file, per multi-frame file (its first frame is used) and a
             summary of the sample; None to stay silent.
+        shards: the number of shards, ≥ 1 and at most the number of images prepared.
 
     Returns:
         The manifest as a pandas DataFrame (one row per image written).
@@ -175,12 +185,13 @@ def prepare_images(
     Raises:
         ImageError: as :func:`scan_images`, or an image file that does not decode (named).
         LabelError: as :func:`scan_images`.
-        ParamError: a bad ``batch_size`` or ``sample`` value, or ``per_class`` / ``only_correct`` without true
-            labels.
+        ParamError: a bad ``batch_size`` or ``sample`` value, ``per_class`` / ``only_correct`` without true
+            labels, or more ``shards`` than images.
     """
     import pandas as pd
 
     batch_size = check_int(batch_size, "batch_size", 1)
+    shards = check_int(shards, "shards", 1)
     say = log or (lambda line: None)
     scan = scan_images(images_dir, labels)
     s = check_sample(sample, scan)
@@ -190,7 +201,9 @@ def prepare_images(
     sampling = s["n"] is not None or s["per_class"] is not None or s["only_correct"]
     if sampling:
         entries = [entries[i] for i in np.random.default_rng(s["seed"]).permutation(len(entries))]
-    writer = _Writer(model, resize, Path(out_dir), s, scan.labelled, say)
+    writer = _Writer(model, resize, Path(out_dir), s, scan.labelled, say, shards)
+    for k in range(shards):
+        (writer.out_dir / shard_name(k)).mkdir(exist_ok=True)
     if s["only_correct"]:
         _until_full(entries, writer, batch_size)
     else:
@@ -199,6 +212,8 @@ def prepare_images(
     rows = sorted(writer.rows, key=lambda r: r["file"])
     if not rows:
         raise ImageError(f"{images_dir}: the sample is empty (no image is classified correctly)")
+    if shards > len(rows):
+        raise ParamError(f"shards: {shards} is not allowed (at most the number of images prepared, {len(rows)})")
     columns = list(MANIFEST_COLUMNS) + (list(LABEL_COLUMNS) if scan.labelled else [])
     manifest = pd.DataFrame(rows, columns=columns)
     if sampling:
@@ -207,4 +222,9 @@ def prepare_images(
             f"{s['per_class']}, only_correct {s['only_correct']})"
         )
     manifest.to_csv(writer.out_dir / "manifest.csv", index=False)
+    for k in range(shards):
+        part = manifest[manifest["shard"] == k]
+        part.to_csv(writer.out_dir / shard_name(k) / "manifest.csv", index=False)
+        if part.empty:
+            say(f"{shard_name(k)}: no image falls in this shard (the split is a hash of the file name)")
     return manifest

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import ATTACKS, EXPLANATIONS, PGD, attack_dir, read_npz
+from ..artifacts import ATTACKS, EXPLANATIONS, PGD, attack_dir, locate, read_npz
 from ..errors import DeepSaliencyError
 from ..methods import ATTACK_METHODS
 from ..models import model_device
@@ -56,7 +56,7 @@ def _string(value: np.ndarray) -> str:
 def load_maps(
     methods: Iterable[str], stems: Iterable[str], root: str | Path = EXPLANATIONS
 ) -> dict[tuple[str, str], np.ndarray]:
-    """``{(method, stem): map}`` from ``<root>/<method>/<stem>.npz``, each checked.
+    """``{(method, stem): map}`` from ``<root>/<method>/shard-<k>/<stem>.npz`` (or unsharded), each checked.
 
     Raises:
         AttributionError: a map has NaN/infinite or negative values (names method and image).
@@ -64,7 +64,7 @@ def load_maps(
     maps = {}
     for m in methods:
         for s in stems:
-            maps[(m, s)] = check_map(read_npz(Path(root) / m / f"{s}.npz")["map"], m, s)
+            maps[(m, s)] = check_map(read_npz(locate(Path(root) / m, f"{s}.npz"))["map"], m, s)
     return maps
 
 
@@ -82,7 +82,7 @@ def load_attacks(
     out = {}
     for a, eps in runs:
         for s in stems:
-            path = attack_dir(a, eps, root) / f"{s}.npz"
+            path = locate(attack_dir(a, eps, root), f"{s}.npz")
             z = read_npz(path)
             need = ["x_adv", "label_adv", "prob_adv"] + [f"map_{m}" for m in methods]
             need += [] if a == PGD else ["converged", "steps", "passes"]

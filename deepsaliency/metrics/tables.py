@@ -104,7 +104,7 @@ def settings_from_params(params: dict) -> Settings:
     Raises:
         ParamError: an unknown key or a value that is not allowed, as one line.
     """
-    from ..params import SCHEMA, validate_section
+    from ..params import validate_section
 
     # Absent keys take the defaults; present ones are checked by the params models (deepsaliency.params).
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
@@ -118,7 +118,7 @@ def settings_from_params(params: dict) -> Settings:
         if section == "metrics" and isinstance(given.get("bootstrap"), dict):
             given["bootstrap"] = defaults["bootstrap"] | given["bootstrap"]
         # Keys of the report section that the metrics stage does not use are checked, not kept.
-        checked = validate_section(section, {k: given.get(k, defaults.get(k)) for k in SCHEMA[section]} | given)
+        checked = validate_section(section, getattr(D, section).model_dump() | given)
         values.update({k: v for k, v in checked.items() if k in defaults})
     values["bootstrap"] = Bootstrap(**values["bootstrap"])
     return Settings(**values)

@@ -2,7 +2,8 @@
 https://arxiv.org/abs/1710.10547): per (method, ε, kind) the mean top-k intersection and centre-of-mass shift
 over images with seeded 95 % bootstrap CIs, the class-kept and converged rates, and the largest L∞ spent.
 
-Reads ``reports/untargeted/<method>-eps<e>.csv`` (:func:`~deepsaliency.artifacts.untargeted_file`) of exactly the
+Reads ``reports/untargeted/<method>-eps<e>/shard-*.csv`` (:func:`~deepsaliency.artifacts.untargeted_file`,
+:func:`~deepsaliency.artifacts.read_table`; or an unsharded ``<method>-eps<e>.csv``) of exactly the
 runs that ``untargeted.methods`` × ``untargeted.eps`` list and that ran, by name: a run dropped from params leaves
 its CSV on disk (DVC keeps outputs of a stage that left dvc.yaml), and it is never read.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..artifacts import UNTARGETED, eps_name, untargeted_file
+from ..artifacts import UNTARGETED, eps_name, read_table, table_exists, untargeted_file
 from ..errors import DeepSaliencyError, ParamError
 from .load import Run
 from .statistics import Bootstrap, bootstrap_mean
@@ -46,7 +47,7 @@ def untargeted_runs(params: dict, root: str | Path | None = None) -> list[Run]:
         if not isinstance(section.get(key, []), list):
             raise ParamError(f"untargeted.{key}: {section.get(key)!r} is not allowed (a list)")
     runs = [(str(m), float(e)) for m in section.get("methods", []) for e in section.get("eps", [])]
-    return runs if root is None else [r for r in runs if untargeted_file(*r, root).is_file()]
+    return runs if root is None else [r for r in runs if table_exists(untargeted_file(*r, root))]
 
 
 def _check(df: pd.DataFrame, path: Path, eps: float) -> None:
@@ -82,9 +83,9 @@ def load_untargeted(runs: Iterable[Run], root: str | Path = UNTARGETED) -> pd.Da
     frames = []
     for method, eps in runs:
         path = untargeted_file(method, eps, root)
-        if not path.is_file():
-            raise DeepSaliencyError(f"{path}: missing; rerun the untargeted@{method}-{eps:g} stage")
-        df = pd.read_csv(path)
+        if not table_exists(path):
+            raise DeepSaliencyError(f"{path}: missing; rerun the untargeted@{method}-{eps:g} stages")
+        df = read_table(path)
         _check(df, path, eps)
         frames.append(df[UNTARGETED_COLUMNS].assign(method=method, eps=eps))
     if not frames:

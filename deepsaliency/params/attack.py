@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..methods import ATTACK_METHODS
-from .types import Budgets, Names, NonNegInt, NonNegNum, PosInt, PosNum, Rate, Section, Unit, Words
+from .types import Budgets, Names, NonNegInt, NonNegNum, PosInt, PosNum, Rate, Section, ShardIndices, Unit, Words
 
 AttackNames = Annotated[list[str], Names(ATTACK_METHODS)]
 
@@ -88,9 +88,11 @@ class Attack(Section):
             "rise",
             "gradcam",
             "saliency_smoothed",
+            "input_x_gradient_smoothed",
+            "integrated_gradients_smoothed",
         ],
-        description="attacked methods (each must be in `explain.methods`); one `attack@<m>-<ε>` stage per "
-        "method and budget",
+        description="attacked methods (each must be in `explain.methods`); one `attack@<m>-<ε>-<k>` stage per "
+        "method, budget and shard",
     )
     target_image: Annotated[str, Field(min_length=1)] = Field(
         default="next",
@@ -181,6 +183,11 @@ class Compute(Section):
         default="local", description="run batches in this process or on Ray workers"
     )
     batch_size: PosInt = Field(default=8, description="images per batch")
+    shards: ShardIndices = Field(
+        default=[0],
+        description="shards of the prepared set (by a hash of the file name), one DVC stage item each; "
+        "`[0, 1, 2, 3]` = 4 shards",
+    )
     workers: PosInt = Field(default=2, description="Ray actors (`ray` only)")
     threads: PosInt | None = Field(
         default=None,
@@ -198,10 +205,11 @@ class Compute(Section):
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`deepsaliency.backend.Compute` (``Compute(**section.kwargs())``):
-        every key but ``batch_size`` (the stage's batching); ``threads`` null is left out, so Compute's own
-        value applies until it takes None (torch's default). Not built here: importing the backend would make
-        it a DVC dep of every stage that reads params."""
-        return {k: v for k, v in self.model_dump(exclude={"batch_size"}).items() if v is not None or k == "ray_address"}
+        every key but ``batch_size`` and ``shards`` (the stage's batching and DVC's items); ``threads`` null is
+        left out, so Compute's own value applies until it takes None (torch's default). Not built here: importing
+        the backend would make it a DVC dep of every stage that reads params."""
+        dumped = self.model_dump(exclude={"batch_size", "shards"})
+        return {k: v for k, v in dumped.items() if v is not None or k == "ray_address"}
 
 
 #: The attack's defaults: ``ATTACK.saliency.lr``, ``ATTACK.run("rise").run_kwargs()``, ``ATTACK.b``.

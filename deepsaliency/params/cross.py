@@ -93,8 +93,20 @@ def _budgets(p: Params) -> None:
         raise ParamError(f"untargeted.eps: {other[0]:g} is not allowed (one of attack.eps: {listed})")
 
 
+def _shards(p: Params) -> None:
+    """A shard's attack reads only its own shard's maps, so one named target image needs a single shard."""
+    target, shards = p["attack"]["target_image"], p["compute"]["shards"]
+    if target != "next" and len(shards) > 1:
+        _refuse(
+            "attack.target_image",
+            target,
+            f"'next' when compute.shards has {len(shards)} shards: an image is "
+            "attacked toward another image of its own shard",
+        )
+
+
 #: Every cross-key rule, in the order they are checked.
-RULES: tuple[Callable[[Params], None], ...] = (_sizes, _ig_steps, _explained, _attack_runs, _budgets)
+RULES: tuple[Callable[[Params], None], ...] = (_sizes, _ig_steps, _explained, _attack_runs, _budgets, _shards)
 
 
 def check_cross(p: Params) -> None:

@@ -141,6 +141,11 @@ class Report(Section):
         json_schema_extra={"null": "null (the largest budget)"},
     )
     alpha: OpenUnit = Field(default=0.05, description="family-wise α of the paired Wilcoxon tests (Holm-corrected)")
+    max_images: PosInt = Field(
+        default=12,
+        description="images drawn in the per-image figures (a seeded selection when there are more; the tables "
+        "cover every image)",
+    )
 
 
 class Faithfulness(Section):

@@ -105,6 +105,21 @@ Budgets = Annotated[
 ]
 
 
+def _consecutive(values: list[int]) -> list[int]:
+    if values != list(range(len(values))):
+        raise PydanticCustomError("not_consecutive", "not 0, 1, …, n − 1")
+    return values
+
+
+#: Shard indices ``[0, 1, …, n − 1]`` (a list, because DVC's ``matrix`` expands a list: one item per shard).
+ShardIndices = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    Field(min_length=1),
+    AfterValidator(_consecutive),
+    Words("the shard indices [0, 1, …, n − 1] of n ≥ 1 shards, e.g. [0, 1, 2, 3]"),
+]
+
+
 def _odd(value: int) -> int:
     if value % 2 != 1:
         raise PydanticCustomError("not_odd", "not odd")

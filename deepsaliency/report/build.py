@@ -10,12 +10,13 @@ from typing import Any
 import pandas as pd
 
 from .. import plots
+from ..params import DEFAULTS
 from ..stage import atomic_dir, atomic_file
 from . import render
 from . import sections as sec
 from . import trust_sections as trust
 from .figures import FigureFile, FigureWriter
-from .load import PGD, load_artifacts
+from .load import PGD, load_artifacts, select_images
 
 
 @dataclass
@@ -89,6 +90,15 @@ def build_report(
     if attacks is not None:
         attacks = [*attacks, *([] if PGD in attacks else [PGD])]  # the pgd stage always runs
     art = load_artifacts(root, methods, attacks)
+    if art.manifest is not None and "stem" in art.manifest.columns:
+        most = ((params or {}).get("report") or {}).get("max_images", DEFAULTS.report.max_images)
+        stems = [str(s) for s in art.manifest["stem"]]
+        art.shown = select_images(stems, most)
+        if len(art.shown) < len(stems):
+            art.notes.append(
+                f"The per-image figures show {len(art.shown)} of the {len(stems)} images (a seeded selection, "
+                "report.max_images); every table covers all of them."
+            )
     s = sec.Sections(
         art, FigureWriter(Path(figures_dir), p["dpi"], art.notes), p, labels, _shown_budget(params, art.metrics)
     )

@@ -59,17 +59,19 @@ def _string(value: np.ndarray) -> str:
 
 
 def manifest_rows(art: Artifacts) -> dict[str, dict]:
-    """``{stem: manifest row}`` in manifest order ({} without a manifest)."""
+    """``{stem: manifest row}`` of the images the figures draw (``art.shown``; None = all), in manifest order
+    ({} without a manifest)."""
     if art.manifest is None or "stem" not in art.manifest.columns:
         return {}
-    return {str(r["stem"]): r for r in art.manifest.to_dict("records")}
+    rows = {str(r["stem"]): r for r in art.manifest.to_dict("records")}
+    return rows if art.shown is None else {s: rows[s] for s in art.shown if s in rows}
 
 
 def explanations(art: Artifacts, stem: str, row: dict, p: dict) -> Figure:
     """The image ``stem`` and every method's map and signed attribution (:func:`plots.plot_methods`)."""
     maps, attrs = {}, {}
     for m in art.methods:
-        path = art.root / "data/explanations" / m / f"{stem}.npz"
+        path = art.explanation_path(m, stem)
         if not path.is_file():
             raise DeepSaliencyError(f"{path} is missing")
         z = art.explanation(m, stem)
@@ -117,7 +119,7 @@ def attack_rows(art: Artifacts, attack: str, eps: float | None, label: Callable[
         target_stem = _string(z["target_stem"]) if "target_stem" in z else ""
         target = None
         if target_stem:
-            tpath = art.root / "data/explanations" / attack / f"{target_stem}.npz"
+            tpath = art.explanation_path(attack, target_stem)
             if not tpath.is_file():
                 raise DeepSaliencyError(
                     f"{art.attack_path(attack, stem, eps)}: target_stem {target_stem!r} has no explanation {tpath}"

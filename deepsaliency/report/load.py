@@ -92,10 +92,17 @@ class Artifacts:
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The images the per-image figures draw (None = every image): :func:`select_images`.
+    shown: list[str] | None = None
 
     def image(self, stem: str) -> np.ndarray:
         """The prepared image ``stem`` as uint8 (H, W, 3)."""
-        return np.asarray(Image.open(self.root / artifacts.PREPARED / f"{stem}.png").convert("RGB"))
+        path = artifacts.prepared_image_path(stem, self.root / artifacts.PREPARED)
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    def explanation_path(self, method: str, stem: str) -> Path:
+        """The explanation file of ``method`` on image ``stem`` (in its shard folder)."""
+        return artifacts.locate(self.root / artifacts.EXPLANATIONS / method, f"{stem}.npz")
 
     def explanation(self, method: str, stem: str) -> dict[str, np.ndarray]:
         """``attribution`` and ``map`` of ``method`` on image ``stem``."""
@@ -103,8 +110,8 @@ class Artifacts:
 
     def attack_path(self, attack: str, stem: str, eps: float | None = None) -> Path:
         """The attack file of ``stem`` at budget ``eps`` (/255); an old run without budget folders: ``eps`` ignored."""
-        path = artifacts.attack_dir(attack, eps, self.root / artifacts.ATTACKS) / f"{stem}.npz"
-        old = artifacts.attack_dir(attack, None, self.root / artifacts.ATTACKS) / f"{stem}.npz"
+        path = artifacts.locate(artifacts.attack_dir(attack, eps, self.root / artifacts.ATTACKS), f"{stem}.npz")
+        old = artifacts.locate(artifacts.attack_dir(attack, None, self.root / artifacts.ATTACKS), f"{stem}.npz")
         return old if not path.is_file() and old.is_file() else path
 
     def attack(self, attack: str, stem: str, eps: float | None = None) -> dict[str, np.ndarray]:
@@ -169,6 +176,15 @@ OPTIONAL_TABLES = {
     "defence": ("reports/metrics/defence.csv", "Defence"),
     "untargeted": ("reports/metrics/untargeted.csv", "Untargeted attack"),
 }
+
+
+def select_images(stems: Sequence[str], max_images: int, seed: int = 0) -> list[str]:
+    """At most ``max_images`` of ``stems``: all of them if they fit, else the first ``max_images`` of a permutation
+    drawn with ``seed`` (the same set on every run), in the given order."""
+    if len(stems) <= max_images:
+        return list(stems)
+    chosen = set(np.random.default_rng(seed).permutation(len(stems))[:max_images].tolist())
+    return [s for i, s in enumerate(stems) if i in chosen]
 
 
 def load_artifacts(
