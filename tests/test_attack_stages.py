@@ -78,6 +78,8 @@ def test_the_stage_writes_one_row_per_image_and_kind_and_moves_the_map(project, 
         (["occlusion", "8"], "error: stages/untargeted.py: method ['occlusion'] is not allowed (one of untargeted"),
         (["saliency", "4"], "error: stages/untargeted.py: budget '4' is not allowed (one of untargeted.eps: [8])"),
         (["saliency"], "error: stages/untargeted.py: method ['saliency'] is not allowed"),
+        (["saliency", "8", "1"], "error: stages/untargeted.py: shard '1' is not allowed (one of compute.shards: [0])"),
+        (["saliency", "8", "x"], "error: stages/untargeted.py: shard 'x' is not allowed"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(project, stage_in_process, args, message):

@@ -71,3 +71,37 @@ def test_explain_stage_on_two_ray_workers_writes_the_local_bytes(tmp_path, prepa
         assert f"({backend} backend)" in proc.stdout
         outs.append(digest(project / "data" / "explanations" / "saliency" / "shard-0"))
     assert len(outs[0]) == 3 and outs[0] == outs[1]
+
+
+def test_readers_find_files_in_shard_folders_in_shard_order(tmp_path):
+    """artifacts.locate / read_table: shard folders by index (shard-2 before shard-10), before the flat layout."""
+    from deepsaliency.artifacts import locate, read_table, table_exists
+
+    root = tmp_path / "saliency"
+    for folder in ("shard-10", "shard-2", "."):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "cat.npz").write_text(folder)
+    assert locate(root, "cat.npz").read_text() == "shard-2"  # a left-over flat file never shadows a shard's
+    assert locate(root, "dog.npz") == root / "dog.npz"  # what a missing file's error names
+    (root / "only.npz").write_text("flat")
+    assert locate(root, "only.npz").read_text() == "flat"  # artifacts from before shards stay readable
+    tables = tmp_path / "losses"
+    for k in (10, 2):
+        (tables / "saliency-eps8").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"shard": [k]}).to_csv(tables / "saliency-eps8" / f"shard-{k}.csv", index=False)
+    assert read_table(tables / "saliency-eps8.csv")["shard"].tolist() == [2, 10]
+    assert table_exists(tables / "saliency-eps8.csv") and not table_exists(tables / "rise-eps8.csv")
+    pd.DataFrame({"shard": [-1]}).to_csv(tables / "rise-eps8.csv", index=False)
+    assert read_table(tables / "rise-eps8.csv")["shard"].tolist() == [-1]
+
+
+def test_a_stage_takes_its_shard_as_the_last_argument():
+    from deepsaliency.errors import ParamError
+    from deepsaliency.shards import stage_shard
+
+    assert stage_shard(["saliency", "8", "1"], 2, "stages/attack.py", [0, 1]) == (["saliency", "8"], 1)
+    assert stage_shard(["saliency", "8"], 2, "stages/attack.py", [0]) == (["saliency", "8"], 0)  # one shard
+    with pytest.raises(ParamError, match=r"^stages/attack.py: the shard is missing \(the last argument, one of "):
+        stage_shard(["saliency", "8"], 2, "stages/attack.py", [0, 1])
+    with pytest.raises(ParamError, match=r"^stages/pgd.py: shard '2' is not allowed \(one of compute.shards: \[0, 1\]"):
+        stage_shard(["2"], 0, "stages/pgd.py", [0, 1])

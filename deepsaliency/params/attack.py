@@ -73,7 +73,9 @@ def _run(num_iter: int, lr: float = 2e-3, lr_end: float = 5e-5, a: float = 1e11,
 
 
 _SALIENCY = _run(150)
-_IG = _run(40, 3e-3, 1e-4, resample=True, n_steps=4)
+# 160 steps, measured (3 samples, 8/255, tol 0.001): r(adv, target) 0.501 at 40 steps, 0.828 at 160; 2 path
+# points × 160 steps 0.734; lr 0.01 × 40 steps 0.445. At 40 steps IG looked robust only because its attack stopped.
+_IG = _run(160, 3e-3, 1e-4, resample=True, n_steps=4)
 
 
 class Attack(Section):
