@@ -1,8 +1,9 @@
-"""Stage metrics: prepared images, explanations and attacks → reports/metrics.json, reports/metrics/*.csv
-(per-image tables, the convergence of each attack, the manipulability curves, the defence and untargeted-attack
-summaries, and the report's summary tables at the ranked budget), reports/plots/*.csv. The logic lives in
-deepsaliency.metrics: tables (per-image), summary (CIs, ranks), aggregates (the report's tables), defence_table and
-untargeted_summary (issue 16)."""
+"""Stage metrics: every shard's per-image tables (the metrics_images stages), the attack losses and the untargeted
+and stability stages' tables → reports/metrics.json, reports/metrics/*.csv (per-image tables, the convergence of
+each attack, the manipulability curves, the defence and untargeted-attack summaries, and the report's summary
+tables at the ranked budget), reports/plots/*.csv. Loads no model and no map. The logic lives in
+deepsaliency.metrics: per_image and tables (per-image), summary (CIs, ranks), aggregates (the report's tables),
+defence_table and untargeted_summary (issue 16)."""
 
 import json
 import time
@@ -17,7 +18,6 @@ from deepsaliency.artifacts import (
     PGD,
     UNTARGETED,
     attack_loss_file,
-    read_prepared,
     read_table,
     table_exists,
 )
@@ -26,8 +26,8 @@ from deepsaliency.metrics import aggregates, tables
 from deepsaliency.metrics import defence_table as defence
 from deepsaliency.metrics import summary as summaries
 from deepsaliency.metrics import untargeted_summary as untargeted
+from deepsaliency.metrics.per_image import read_per_image_tables
 from deepsaliency.metrics.statistics import Bootstrap
-from deepsaliency.models import load_model
 from deepsaliency.params import load_params
 from deepsaliency.stage import atomic_dir, atomic_file, run_stage
 
@@ -104,26 +104,17 @@ def main() -> None:
             f"data/explanations: no folder for any of explain.methods "
             f"{params['explain']['methods']}; run the explain stages first"
         )
-    manifest, x = read_prepared()
-    stems = list(manifest["stem"])
-    images = {s: xi.numpy() for s, xi in zip(stems, x, strict=True)}
-    classes = dict(zip(stems, (int(c) for c in manifest["class_idx"]), strict=True))
-    print(f"metrics: {len(stems)} images, methods {methods}, attacks {attacks or 'none'}")
-    maps = tables.load_maps(methods, stems)  # every input map checked (NaN/inf → AttributionError) before any work
-    adv = tables.load_attacks(attacks, stems, methods)
+    t0 = time.perf_counter()
+    per_image = read_per_image_tables()  # every shard's, computed by the metrics_images stages
+    similarity, quality, convergence = (per_image[k] for k in ("map_similarity", "attack_quality", "convergence"))
+    faith, deletion, insertion = (per_image[k] for k in ("faithfulness", "deletion_curves", "insertion_curves"))
     losses = attack_loss_table([r for r in attacks if r[0] != PGD])  # PGD logs no loss curve
     fragile_rows = untargeted.load_untargeted(untargeted.untargeted_runs(params, UNTARGETED))  # checked up front
-    model = load_model(**params["model"])
-    probs = tables.class_probabilities(model, images, classes)  # exact; the manifest's are rounded to 6 decimals
-
-    t0 = time.perf_counter()
-    similarity = tables.map_similarity_table(maps, adv, methods, settings.top_k)
-    quality = tables.attack_quality_table(images, classes, probs, adv)
-    convergence = tables.convergence_table(adv)
-    t1 = time.perf_counter()
-    faith, deletion, insertion = tables.faithfulness_table(model, images, classes, maps, adv, methods, settings)
-    t2 = time.perf_counter()
-    print(f"metrics: map similarity + attack quality {t1 - t0:.1f} s, faithfulness ({len(faith)} maps) {t2 - t1:.1f} s")
+    images = quality["image"].nunique() if len(quality) else len(set(faith.get("image", [])))
+    print(
+        f"metrics: {images} images, methods {methods}, attacks {attacks or 'none'}; "
+        f"per-image tables of {len(faith)} scored maps read in {time.perf_counter() - t0:.1f} s"
+    )
 
     # CIs over images and the ranked leaderboard
     summary = summaries.rounded(summaries.summarize(similarity, quality, faith, settings, convergence))

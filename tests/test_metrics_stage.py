@@ -209,10 +209,13 @@ def _write_trust_inputs(root: Path) -> None:
 
 
 def _run_stage(root: Path) -> subprocess.CompletedProcess:
+    """The per-image part (metrics_images, the one shard of a folder prepared before shards), then the metrics."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "stages/metrics.py")], cwd=root, env=env, capture_output=True, text=True
-    )
+    for script in ("stages/metrics_images.py", "stages/metrics.py"):
+        proc = subprocess.run([sys.executable, str(ROOT / script)], cwd=root, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return proc
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +341,19 @@ def test_missing_contract_key_is_named(tmp_path):
     np.savez(path, **z)
     with pytest.raises(DeepSaliencyError, match=r"pgd/a.npz: missing map_saliency"):
         tables.load_attacks([("pgd", 8.0)], ["a"], METHODS, tmp_path / "data/attacks")
+
+
+def test_per_image_tables_round_trip_exactly_through_their_shard_files(stage_run, model, monkeypatch):
+    """What the metrics stage reads back from data/metrics/shard-<k>/ is what metrics_images computed: the same
+    values to the last bit, the same dtypes (text stays text), so the summaries equal one in-process computation."""
+    from deepsaliency.metrics.per_image import TABLES, compute_per_image_tables, read_per_image_tables
+    from deepsaliency.params import load_params
+
+    root, _ = stage_run
+    monkeypatch.chdir(root)
+    computed = compute_per_image_tables(model, load_params(root / "params.yaml"), shard=0, progress=False)
+    read = read_per_image_tables(root / "data/metrics")
+    assert set(read) == set(TABLES) == set(computed)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(read[name], computed[name], check_exact=True, obj=name)
+    assert (read["map_similarity"]["target"] == "").any()  # PGD's empty target stays an empty string, not NaN

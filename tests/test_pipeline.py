@@ -25,6 +25,7 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(dvc_baseline, dv
         "attack@rise-4-0",
         "attack@rise-8-0",
         "pgd@0",
+        "metrics_images@0",
         "metrics",
         "report",
     } <= first
@@ -49,7 +50,15 @@ def test_repro_then_only_what_depends_on_a_changed_param_reruns(dvc_baseline, dv
     assert "masks" in changed and "explain_rise@0" in changed
     assert not changed & {"prepare", "explain@saliency-0", "explain@integrated_gradients-0", "explain@gradcam-0"}
     rerun = stages_run(run(["dvc", "repro"], project))
-    assert {"masks", "explain_rise@0", "attack@rise-4-0", "attack@rise-8-0", "metrics", "report"} <= rerun
+    assert {
+        "masks",
+        "explain_rise@0",
+        "attack@rise-4-0",
+        "attack@rise-8-0",
+        "metrics_images@0",
+        "metrics",
+        "report",
+    } <= rerun
     assert not rerun & {"prepare", "explain@saliency-0", "explain@integrated_gradients-0", "explain@gradcam-0"}
     after = digest(project / "data/explanations")
     assert after["rise/shard-0/chelsea.npz"] != before["rise/shard-0/chelsea.npz"]
@@ -69,6 +78,7 @@ def test_a_stage_rerun_is_byte_identical(dvc_project):
         "attack@saliency-8-0",
         "attack@rise-8-0",
         "pgd@0",
+        "metrics_images@0",
         "metrics",
     ]
     forced = stages_run(run(["dvc", "repro", "--force", "--single-item", *stages], project))

@@ -36,6 +36,7 @@ def test_an_experiment_reruns_one_attack_and_dvc_diffs_show_it(dvc_project):
         "attack@saliency-4-0",
         "attack@saliency-8-0",
         "untargeted@saliency-8-0",
+        "metrics_images@0",
         "metrics",
         "report",
     }
@@ -62,7 +63,7 @@ def test_adding_a_budget_runs_only_its_attacks(dvc_project):
     """Issue 15: attack.eps is a DVC matrix axis; a new budget runs the new attack items (and the aggregates)."""
     project = dvc_project
     exp = commit_and_exp_run(project, "two budgets", "attack.eps=[2,4,8]")
-    assert stages_run(exp) == {"attack@saliency-2-0", "attack@rise-2-0", "metrics", "report"}
+    assert stages_run(exp) == {"attack@saliency-2-0", "attack@rise-2-0", "metrics_images@0", "metrics", "report"}
     curve = pd.read_csv(project / "reports/metrics/manipulability.csv")
     assert sorted(curve[curve["method"] == "saliency"]["eps"]) == [2.0, 4.0, 8.0]
     quality = pd.read_csv(project / "reports/metrics/attack_quality.csv")
