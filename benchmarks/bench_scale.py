@@ -5,7 +5,7 @@
 For each size n, writes a real-photo ImageFolder of n images (deepsaliency.datasets: the five labelled
 photos, enlarged by seeded crops and flips), copies the stages and params into a fresh project, and runs
 prepare → masks → explain (saliency, integrated_gradients, rise) → attack (saliency, one budget) →
-metrics there as subprocesses with 2 torch threads and the same params at every size, under
+metrics_images → metrics there as subprocesses with 2 torch threads and the same params at every size, under
 ``/usr/bin/time`` for each stage's peak RSS. It prints, per size, seconds per image (stage wall time summed,
 ÷ n) and each stage's peak RSS. Targets: s/img at the largest size ≤ 1.1 × at the smallest, peak RSS ≤ 1.2 ×.
 
@@ -45,6 +45,7 @@ STAGES = [
     ["stages/masks.py"],
     *[["stages/explain.py", m] for m in METHODS],
     ["stages/attack.py", "saliency", "8"],
+    ["stages/metrics_images.py"],
     ["stages/metrics.py"],
 ]
 
@@ -59,6 +60,9 @@ def make_project(work: Path, n: int, compute: dict | None = None) -> Path:
     folder = make_real_photo_folder(project / "data" / "images", copies_per_photo=copies, seed=0)
     for rel in folder["file"].iloc[n:]:  # keep exactly n images
         (project / "data" / "images" / rel).unlink()
+    for class_dir in (project / "data" / "images").iterdir():  # a class left without images is an input error
+        if class_dir.is_dir() and not any(class_dir.iterdir()):
+            class_dir.rmdir()
     # nested keys merged, lists replaced (as tests/dvc_project.py builds its profile)
     params = OmegaConf.to_container(OmegaConf.merge(yaml.safe_load((ROOT / "params.yaml").read_text()), PROFILE))
     params = OmegaConf.to_container(OmegaConf.merge(params, {"compute": compute or {}}))
