@@ -18,12 +18,14 @@ CI_PROFILE=(
   attack.saliency.eval_every=2 attack.input_x_gradient.eval_every=2 attack.integrated_gradients.eval_every=1
   attack.smoothgrad.eval_every=1 attack.rise.eval_every=1
   attack.gradcam.num_iter=4 attack.gradcam.eval_every=2 attack.saliency_smoothed.num_iter=4
-  attack.saliency_smoothed.eval_every=2 untargeted.num_iter=2 untargeted.eval_every=1
+  attack.saliency_smoothed.eval_every=2 attack.input_x_gradient_smoothed.num_iter=4
+  attack.input_x_gradient_smoothed.eval_every=2 attack.integrated_gradients_smoothed.num_iter=2
+  attack.integrated_gradients_smoothed.eval_every=1 untargeted.num_iter=2 untargeted.eval_every=1
   pgd.steps=3 faithfulness.step=3136 integrated_gradients_smoothed.n_steps=8
   sanity.max_depth=3 stability.n_perturb_samples=2
 )
 rm -rf data/prepared data/masks data/explanations data/attacks reports/figures reports/metrics reports/metrics.json \
   reports/sanity reports/sanity.json reports/stability reports/stability.json reports/report.md reports/index.html \
-  data/untargeted reports/untargeted
+  data/untargeted reports/untargeted data/metrics reports/attack_loss
 dvc exp run --name ci-report $(printf -- '-S %s ' "${CI_PROFILE[@]}")
 python .ci/check_report.py
