@@ -329,3 +329,16 @@ def test_every_figure_takes_its_sizes_from_the_package_style():
     for name, fig in figs.items():
         sizes = {t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()}
         assert sizes and sizes <= {7, 8, 9, 11, 12}, (name, sizes)
+
+
+def test_every_method_has_its_own_fixed_colour():
+    """A figure with every method (the manipulability curves of all nine attacked methods) never gives two
+    methods one colour; the fallback colour cycle wraps after ten."""
+    from matplotlib.colors import to_hex
+
+    from deepsaliency.methods import METHODS
+    from deepsaliency.plots.style import METHOD_COLORS
+
+    assert set(METHODS) <= set(METHOD_COLORS)
+    colours = [to_hex(METHOD_COLORS[m]) for m in [*METHODS, "random"]]
+    assert len(set(colours)) == len(colours)

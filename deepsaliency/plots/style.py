@@ -69,6 +69,10 @@ METHOD_COLORS = {
     "deeplift": "tab:gray",
     "gradcam_plus_plus": "gold",
     "lrp": "navy",
+    # the β-smoothed defences: a dark shade of the method they smooth
+    "saliency_smoothed": "darkgreen",
+    "input_x_gradient_smoothed": "darkred",
+    "integrated_gradients_smoothed": "saddlebrown",
     "random": "black",
 }
 
