@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..artifacts import load_images, read_manifest
+from ..artifacts import PREPARED, load_images, read_manifest
 from ..errors import DeepSaliencyError
 from ..shards import shard_index
 from . import tables
@@ -41,7 +41,7 @@ def compute_per_image_tables(
     model: torch.nn.Module,
     params: dict,
     shard: int | None = None,
-    prepared: str | Path = "data/prepared",
+    prepared: str | Path = PREPARED,
     progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Every per-image table (:data:`TABLES`) of the images of ``shard`` (None: every image).
