@@ -7,15 +7,18 @@ one DVC stage item each, so a study caches its work per shard)::
     data/prepared/<k>/<stem>.png, manifest.csv      prepare   (one folder per shard: what a shard's stages read)
     data/masks/masks.npz                            masks
     data/explanations/<method>/<k>/<stem>.npz       explain   (attribution, map, target)
-    data/attacks/<method>/eps<e>/<k>/<stem>.npz     attack    (x_adv, map_<method>..., target_stem, label_adv,
+    data/attacks/<k>/<method>/eps<e>/<stem>.npz     attack    (x_adv, map_<method>..., target_stem, label_adv,
                                                               prob_adv, converged, steps, passes), per budget e (/255)
-    data/attacks/pgd/<k>/<stem>.npz                 pgd       (x_adv, map_<method>..., label_adv, prob_adv)
+    data/attacks/<k>/pgd/<stem>.npz                 pgd       (x_adv, map_<method>..., label_adv, prob_adv)
     reports/attack_loss/<method>-eps<e>/<k>.csv     attack    (per-step losses)
     data/untargeted/<method>/eps<e>/<k>/<stem>.npz  untargeted (x_adv_<kind>, map_<kind> per kind)
     reports/untargeted/<method>-eps<e>/<k>.csv      untargeted (per image × kind: top-k intersection, ...)
 
-Readers find a file in its shard folder, or directly in the folder above (the layout before shards), so
-older artifacts and hand-made fixtures stay readable; a CSV ``<name>.csv`` is read whole or as the
+The attacks are written shard first (``data/attacks/<k>/...``) so that one DVC dependency,
+``data/attacks/shard-<k>``, is every attack of shard k: the per-image metrics of a shard rerun only when an
+attack of that shard changes. Readers find a file in its shard folder, or in the two earlier layouts
+(``data/attacks/<method>/eps<e>/<k>/`` and the one before shards, the file directly in the folder), so older
+artifacts and hand-made fixtures stay readable; a CSV ``<name>.csv`` is read whole or as the
 concatenation of ``<name>/<k>.csv`` in shard order.
 """
 
@@ -52,18 +55,27 @@ def _in_shard_order(paths: Iterable[Path]) -> list[Path]:
     return sorted((p for p in paths if shard_index(p.name) >= 0), key=lambda p: shard_index(p.name))
 
 
+def shard_folders(root: str | Path) -> list[Path]:
+    """The folders ``root/shard-<k>`` in shard order (``shard-2`` before ``shard-10``); [] when there are none."""
+    return _in_shard_order(p for p in Path(root).glob(SHARD_GLOB) if p.is_dir())
+
+
 def sharded(folder: str | Path, shard: int | None) -> Path:
     """``folder/shard-<k>`` for shard ``k``; ``folder`` itself for None (every shard, or an unsharded layout)."""
     return Path(folder) if shard is None else Path(folder) / shard_name(shard)
 
 
-def locate(folder: str | Path, name: str) -> Path:
-    """The file ``name`` of an image in ``folder``: the one in a shard folder ``folder/shard-*/name``, else
-    ``folder/name`` (the layout before shards; also what the error names when neither exists). Shard folders
-    win, so a file left over from an unsharded run never shadows the current one; and the lowest shard wins,
-    because a folder left over when ``compute.shards`` shrank has an index above every current shard."""
-    found = _in_shard_order(p.parent for p in Path(folder).glob(f"{SHARD_GLOB}/{name}"))
-    return found[0] / name if found else Path(folder) / name
+def locate(folder: str | Path, name: str, within: str | Path = "") -> Path:
+    """The file ``name`` of an image: ``folder/shard-<k>/<within>/name`` (the layout written today), else
+    ``folder/<within>/shard-<k>/name`` (the attacks' layout before shard-first), else ``folder/<within>/name``
+    (the layout before shards; also what the error names when none exists). ``within`` is empty for the
+    explanations (``<method>`` is part of ``folder``). Shard folders win, so a file left over from an unsharded
+    run never shadows the current one; and the lowest shard wins, because a folder left over when
+    ``compute.shards`` shrank has an index above every current shard."""
+    inner = Path(folder) / within
+    candidates = [shard / within / name for shard in shard_folders(folder)]
+    candidates += [shard / name for shard in shard_folders(inner)] if within else []
+    return next((path for path in candidates if path.is_file()), inner / name)
 
 
 def table_path(path: str | Path, shard: int | None = None) -> Path:
@@ -152,12 +164,33 @@ def eps_name(eps: float) -> str:
     return f"eps{float(eps):g}"
 
 
-def attack_dir(attack: str, eps: float | None = None, root: str | Path = ATTACKS) -> Path:
-    """Where one attack run's images live: ``<root>/<method>/eps<e>`` for an explanation attack at budget ``eps``
-    (/255 units), ``<root>/pgd`` for PGD (``eps`` None or PGD's own budget: one folder)."""
-    if attack == PGD or eps is None:
-        return Path(root) / attack
-    return Path(root) / attack / eps_name(eps)
+def _attack_within(attack: str, eps: float | None) -> Path:
+    return Path(attack) if attack == PGD or eps is None else Path(attack) / eps_name(eps)
+
+
+def attack_dir(attack: str, eps: float | None = None, root: str | Path = ATTACKS, shard: int | None = None) -> Path:
+    """Where one attack run's images of shard ``shard`` are written: ``<root>/shard-<k>/<method>/eps<e>`` for an
+    explanation attack at budget ``eps`` (/255 units), ``<root>/shard-<k>/pgd`` for PGD (``eps`` None or PGD's own
+    budget: one folder). ``shard`` None: the layout before shards (``<root>/<method>/eps<e>``), which is also the
+    name readers give a run in messages."""
+    return sharded(root, shard) / _attack_within(attack, eps)
+
+
+def attack_file(attack: str, stem: str, eps: float | None = None, root: str | Path = ATTACKS) -> Path:
+    """The file of image ``stem`` of one attack run, in whichever layout it was written (:func:`locate`)."""
+    return locate(root, f"{stem}.npz", _attack_within(attack, eps))
+
+
+def attack_ran(attack: str, eps: float | None = None, root: str | Path = ATTACKS) -> bool:
+    """Whether a folder of this attack run exists in any shard (or in a layout before shard-first)."""
+    within = _attack_within(attack, eps)
+    return any((shard / within).is_dir() for shard in shard_folders(root)) or (Path(root) / within).is_dir()
+
+
+def attack_names(root: str | Path = ATTACKS) -> list[str]:
+    """The attacks (method folders, ``pgd``) present under ``root`` in any shard or earlier layout, sorted."""
+    folders = [p for r in [Path(root), *shard_folders(root)] if r.is_dir() for p in r.iterdir()]
+    return sorted({p.name for p in folders if p.is_dir() and not p.name.startswith(".") and shard_index(p.name) < 0})
 
 
 def attack_loss_file(method: str, eps: float, root: str | Path = ATTACK_LOSSES, shard: int | None = None) -> Path:
@@ -181,4 +214,4 @@ def untargeted_file(method: str, eps: float, root: str | Path = UNTARGETED, shar
 def read_attack(attack: str, stem: str, eps: float | None = None, root: str | Path = ATTACKS) -> dict[str, np.ndarray]:
     """``x_adv`` (3, H, W), ``map_<method>`` (H, W) for each method, ``target_stem``, ``label_adv``, ``prob_adv``
     (and for explanation attacks ``converged``, ``steps``, ``passes``) of one image of one attack run."""
-    return read_npz(locate(attack_dir(attack, eps, root), f"{stem}.npz"))
+    return read_npz(attack_file(attack, stem, eps, root))

@@ -1,7 +1,7 @@
 """Stage attack@<method>-<eps>-<shard>: manipulate each image's <method> map toward another image's map
 within the L∞ budget <eps>/255 (one DVC matrix item per method, budget of attack.eps and shard).
 
-Writes data/attacks/<method>/eps<eps>/shard-<k>/<stem>.npz (x_adv, every method's map on x_adv, whether the
+Writes data/attacks/shard-<k>/<method>/eps<eps>/<stem>.npz (x_adv, every method's map on x_adv, whether the
 attack converged, its steps and forward/backward passes) and reports/attack_loss/<method>-eps<eps>/shard-<k>.csv
 (per-step loss terms; the metrics stage gathers the listed runs into reports/plots/attack_loss.csv).
 Images of the shard stream through in batches of ``compute.batch_size`` on the ``compute.backend``; each
@@ -22,7 +22,6 @@ from deepsaliency.artifacts import (
     attack_loss_file,
     read_explanation,
     read_manifest,
-    sharded,
     write_npz,
 )
 from deepsaliency.attack.batches import manipulation_batch
@@ -78,7 +77,7 @@ def main() -> None:
         for rows, x in prepared_batches(params["compute"]["batch_size"], shard=shard)
     )
     histories, kept, converged, linf = [], 0, 0, 0.0
-    with atomic_dir(sharded(attack_dir(method, eps), shard)) as out:
+    with atomic_dir(attack_dir(method, eps, shard=shard)) as out:
         for batch in map_batches(manipulation_batch, payloads, params["model"], compute, model):
             for i, stem in enumerate(batch["stems"]):
                 write_npz(

@@ -1,6 +1,6 @@
 """Stage pgd@<shard>: the classic prediction attack (untargeted L∞ PGD), and every method's map on its output.
 
-Writes data/attacks/pgd/shard-<k>/<stem>.npz in the same layout as the manipulation attacks
+Writes data/attacks/shard-<k>/pgd/<stem>.npz in the same layout as the manipulation attacks
 (target_stem is empty), so the metrics and report treat it as one more attack. The shard's images
 stream through in batches of ``compute.batch_size`` on the ``compute.backend``.
 """
@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from deepsaliency.artifacts import ATTACKS, MASKS, PGD, sharded, write_npz
+from deepsaliency.artifacts import MASKS, PGD, attack_dir, write_npz
 from deepsaliency.attack.batches import pgd_batch
 from deepsaliency.attribution import check_model_params
 from deepsaliency.backend import Compute, map_batches
@@ -43,7 +43,7 @@ def main() -> None:
         for rows, x in prepared_batches(params["compute"]["batch_size"], shard=shard)
     )
     flipped = total = 0
-    with atomic_dir(sharded(ATTACKS / PGD, shard)) as out:
+    with atomic_dir(attack_dir(PGD, shard=shard)) as out:
         for batch in map_batches(pgd_batch, payloads, params["model"], compute, model):
             for i, stem in enumerate(batch["stems"]):
                 write_npz(

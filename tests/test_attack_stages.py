@@ -103,7 +103,7 @@ def test_the_attack_stage_runs_the_newly_attackable_methods(tmp_path, prepared, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     moved = []
     for stem in STEMS:
-        out = read_npz(project / f"data/attacks/{method}/eps8/shard-0/{stem}.npz")
+        out = read_npz(project / f"data/attacks/shard-0/{method}/eps8/{stem}.npz")
         x = read_npz(project / f"data/explanations/{method}/shard-0/{stem}.npz")  # the map the attack started from
         assert out["x_adv"].shape == (3, 224, 224) and out[f"map_{method}"].shape == (224, 224)
         assert int(out["steps"]) == 6 and int(out["passes"]) > 0

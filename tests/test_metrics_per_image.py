@@ -27,3 +27,24 @@ def test_per_image_tables_round_trip_exactly_through_their_shard_files(stage_run
     for name in TABLES:
         pd.testing.assert_frame_equal(read[name], computed[name], check_exact=True, obj=name)
     assert (read["map_similarity"]["target"] == "").any()  # PGD's empty target stays an empty string, not NaN
+
+
+def test_per_image_tables_do_not_depend_on_how_many_images_a_batch_holds(stage_run, model, monkeypatch):
+    """metrics_images holds compute.batch_size images' maps at a time (memory bounded by the batch, not the shard);
+    the tables are the same rows in the same order at batch size 1 as at a batch of every image (the model's
+    probabilities of a batch of 1 may differ in the last bits: compared to 1e-6)."""
+    from deepsaliency.metrics.per_image import TABLES, compute_per_image_tables
+    from deepsaliency.params import load_params
+
+    root, _ = stage_run
+    monkeypatch.chdir(root)
+    params = load_params(root / "params.yaml")
+    one = compute_per_image_tables(
+        model, {**params, "compute": {**params["compute"], "batch_size": 1}}, 0, progress=False
+    )
+    whole = compute_per_image_tables(
+        model, {**params, "compute": {**params["compute"], "batch_size": 64}}, 0, progress=False
+    )
+    assert len(one["map_similarity"]) == 16 and one["attack_quality"]["image"].nunique() == 2
+    for name in TABLES:
+        pd.testing.assert_frame_equal(one[name], whole[name], rtol=1e-6, obj=name)

@@ -51,11 +51,11 @@ def test_a_failed_shard_keeps_the_others_and_a_new_image_reruns_only_its_shard(t
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert {"explain@saliency-0", "explain@saliency-1", "attack@saliency-8-1"} <= set(lock)
     assert "attack@saliency-8-0" not in lock
-    assert sorted(p.name for p in (project / "data/attacks/saliency/eps8/shard-1").iterdir()) == [
+    assert sorted(p.name for p in (project / "data/attacks/shard-1/saliency/eps8").iterdir()) == [
         "coffee.npz",
         "rocket.npz",
     ]
-    assert not (project / "data/attacks/saliency/eps8/shard-0").exists()  # nothing half-written
+    assert not (project / "data/attacks/shard-0/saliency/eps8").exists()  # nothing half-written
     manifest = pd.read_csv(project / "data/prepared/manifest.csv")
     assert dict(zip(manifest.stem, manifest.shard, strict=True)) == {"chelsea": 0, "coffee": 1, "rocket": 1}
 
@@ -69,7 +69,13 @@ def test_a_failed_shard_keeps_the_others_and_a_new_image_reruns_only_its_shard(t
     assert status == {}
     shard0 = pd.read_csv(project / "data/prepared/shard-0/manifest.csv")
     assert list(shard0.stem) == ["astronaut", "chelsea"]
-    assert sorted(p.name for p in (project / "data/attacks/saliency/eps8/shard-0").iterdir()) == [
+    assert sorted(p.name for p in (project / "data/attacks/shard-0/saliency/eps8").iterdir()) == [
         "astronaut.npz",
         "chelsea.npz",
     ]
+
+    # The per-image metrics of a shard depend on that shard's attacks only (they are written shard first).
+    for k in (0, 1):
+        upstream = run(["dvc", "dag", "--dot", f"metrics_images@{k}"], project).stdout
+        assert f'"attack@saliency-8-{k}"' in upstream and f'"pgd@{k}"' in upstream
+        assert f'"attack@saliency-8-{1 - k}"' not in upstream and f'"pgd@{1 - k}"' not in upstream

@@ -95,6 +95,28 @@ def test_readers_find_files_in_shard_folders_in_shard_order(tmp_path):
     assert read_table(tables / "rise-eps8.csv")["shard"].tolist() == [-1]
 
 
+def test_attack_files_are_found_shard_first_and_in_the_two_earlier_layouts(tmp_path):
+    """The attacks are written data/attacks/shard-<k>/<method>/eps<e>/ (one DVC dep per shard: every attack of
+    the shard); the layouts of earlier runs (<method>/eps<e>/shard-<k>/, and flat) are still read."""
+    from deepsaliency.artifacts import attack_dir, attack_file, attack_names, attack_ran
+
+    root = tmp_path / "attacks"
+    assert attack_dir("saliency", 8, root, shard=3) == root / "shard-3/saliency/eps8"
+    assert attack_dir("pgd", None, root, shard=0) == root / "shard-0/pgd"
+    for folder, stem in (("shard-1/saliency/eps8", "cat"), ("saliency/eps8/shard-0", "dog"), ("saliency/eps8", "owl")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / f"{stem}.npz").write_text(folder)
+    (root / "saliency/eps8/cat.npz").write_text("flat")  # a left-over flat file never shadows a shard's
+    assert attack_file("saliency", "cat", 8, root).read_text() == "shard-1/saliency/eps8"
+    assert attack_file("saliency", "dog", 8.0, root).read_text() == "saliency/eps8/shard-0"
+    assert attack_file("saliency", "owl", 8, root).read_text() == "saliency/eps8"
+    assert attack_file("saliency", "eel", 8, root) == root / "saliency/eps8/eel.npz"  # what the error names
+    assert attack_file("saliency", "cat", 4, root) == root / "saliency/eps4/cat.npz"  # budgets never mix
+    (root / "shard-0/pgd").mkdir(parents=True)
+    assert attack_ran("pgd", None, root) and attack_ran("saliency", 8, root) and not attack_ran("rise", 8, root)
+    assert attack_names(root) == ["pgd", "saliency"]
+
+
 def test_a_stage_takes_its_shard_as_the_last_argument():
     from deepsaliency.errors import ParamError
     from deepsaliency.shards import stage_shard

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import ATTACKS, EXPLANATIONS, PGD, attack_dir, locate, read_npz
+from ..artifacts import ATTACKS, EXPLANATIONS, PGD, attack_file, attack_ran, locate, read_npz
 from ..errors import DeepSaliencyError
 from ..methods import ATTACK_METHODS
 from ..models import model_device
@@ -42,9 +42,9 @@ def available_attacks(params: dict, root: str | Path = ATTACKS) -> list[Run]:
         (m, float(e))
         for m in attack.get("methods", ATTACK_METHODS)
         for e in attack.get("eps", [])
-        if attack_dir(m, e, root).is_dir()
+        if attack_ran(m, e, root)
     ]
-    if attack_dir(PGD, None, root).is_dir():
+    if attack_ran(PGD, None, root):
         runs.append((PGD, pgd_budget(params)))
     return runs
 
@@ -82,7 +82,7 @@ def load_attacks(
     out = {}
     for a, eps in runs:
         for s in stems:
-            path = locate(attack_dir(a, eps, root), f"{s}.npz")
+            path = attack_file(a, s, eps, root)
             z = read_npz(path)
             need = ["x_adv", "label_adv", "prob_adv"] + [f"map_{m}" for m in methods]
             need += [] if a == PGD else ["converged", "steps", "passes"]

@@ -12,14 +12,16 @@ read back as text (a stem ``0001`` stays ``0001``), so the summaries equal those
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from ..artifacts import PREPARED, load_images, read_manifest
+from ..artifacts import PREPARED, load_images, read_manifest, shard_folders
 from ..errors import DeepSaliencyError
-from ..shards import shard_index
+from ..shards import batched
 from . import tables
 
 #: Where the per-image tables of every shard live: ``<root>/shard-<k>/<table>.csv``.
@@ -44,43 +46,76 @@ def compute_per_image_tables(
     prepared: str | Path = PREPARED,
     progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
-    """Every per-image table (:data:`TABLES`) of the images of ``shard`` (None: every image).
+    """Every per-image table (:data:`TABLES`) of the images of ``shard`` (None: every image), computed
+    ``compute.batch_size`` images at a time so that memory holds one batch's images and maps (plus the maps of
+    their attack targets), never the shard's.
 
     Args:
         model: the classifier the faithfulness curves query.
-        params: the validated params (``explain.methods``, ``attack``, ``pgd``, ``metrics``, ``faithfulness``).
+        params: the validated params (``explain.methods``, ``attack``, ``pgd``, ``metrics``, ``faithfulness``,
+            ``compute.batch_size``).
         shard: a shard index of ``compute.shards``; None reads every prepared image.
         prepared: the prepare stage's folder.
-        progress: a tqdm bar over the faithfulness curves.
+        progress: a tqdm bar over the faithfulness curves of each batch.
 
     Returns:
-        ``{table name: DataFrame}`` (the columns of :mod:`.tables`).
+        ``{table name: DataFrame}`` (the columns of :mod:`.tables`), rows in the order one batch of every image
+        would give (attack run, then image in manifest order), whatever the batch size.
 
     Raises:
         DeepSaliencyError: no explanation folder of ``explain.methods`` exists, or an artifact is missing or broken.
         AttributionError: a map has NaN/infinite or negative values.
     """
-    settings = tables.settings_from_params(params)
-    methods, attacks = tables.available_methods(params), tables.available_attacks(params)
+    methods, runs = tables.available_methods(params), tables.available_attacks(params)
     if not methods:
         raise DeepSaliencyError(
             f"data/explanations: no folder for any of explain.methods {params['explain']['methods']}; "
             "run the explain stages first"
         )
     manifest = read_manifest(prepared, shard)
-    stems = [str(s) for s in manifest["stem"]]
-    x = load_images(stems, prepared) if stems else torch.empty(0)
+    classes = dict(zip((str(s) for s in manifest["stem"]), (int(c) for c in manifest["class_idx"]), strict=True))
+    stems = list(classes)
+    parts = [
+        _batch_tables(model, params, chunk, classes, methods, runs, prepared, progress)
+        for chunk in (batched(stems, params["compute"]["batch_size"]) if stems else [[]])
+    ]
+    order = {run: i for i, run in enumerate([("none", 0.0), *((a, float(e)) for a, e in runs)])}
+    return {name: _in_run_order(pd.concat([p[name] for p in parts], ignore_index=True), order) for name in TABLES}
+
+
+def _in_run_order(df: pd.DataFrame, order: dict[tuple[str, float], int]) -> pd.DataFrame:
+    """Rows stably sorted by attack run: each batch lists run-major, so this restores the order of one batch."""
+    if df.empty:
+        return df
+    key = [order[(str(a), float(e))] for a, e in zip(df["attack"], df["eps"], strict=True)]
+    return df.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
+
+
+def _batch_tables(
+    model: torch.nn.Module,
+    params: dict,
+    stems: Sequence[str],
+    classes: dict[str, int],
+    methods: list[str],
+    runs: list[tables.Run],
+    prepared: str | Path,
+    progress: bool,
+) -> dict[str, pd.DataFrame]:
+    x = load_images(list(stems), prepared) if stems else torch.empty(0)
     images = {s: xi.numpy() for s, xi in zip(stems, x, strict=True)}
-    classes = dict(zip(stems, (int(c) for c in manifest["class_idx"]), strict=True))
-    maps = tables.load_maps(methods, stems)  # every input map checked (NaN/inf → AttributionError) before any work
-    adv = tables.load_attacks(attacks, stems, methods)
-    probs = tables.class_probabilities(model, images, classes)  # exact; the manifest's are rounded to 6 decimals
+    batch_classes = {s: classes[s] for s in stems}
+    adv = tables.load_attacks(runs, stems, methods)
+    targets = sorted({str(rec["target_stem"]) for rec in adv.values() if rec["target_stem"]} - set(stems))
+    # every input map checked (NaN/inf → AttributionError) before any work; the targets' maps for the pairs
+    maps = tables.load_maps(methods, [*stems, *(t for t in targets if t in classes)])
+    probs = tables.class_probabilities(model, images, batch_classes)  # exact; the manifest's are rounded
+    settings = tables.settings_from_params(params)
     faith, deletion, insertion = tables.faithfulness_table(
-        model, images, classes, maps, adv, methods, settings, progress=progress
+        model, images, batch_classes, maps, adv, methods, settings, progress=progress
     )
     return {
         "map_similarity": tables.map_similarity_table(maps, adv, methods, settings.top_k),
-        "attack_quality": tables.attack_quality_table(images, classes, probs, adv),
+        "attack_quality": tables.attack_quality_table(images, batch_classes, probs, adv),
         "convergence": tables.convergence_table(adv),
         "faithfulness": faith,
         "deletion_curves": deletion,
@@ -101,9 +136,7 @@ def read_per_image_tables(root: str | Path = PER_IMAGE) -> dict[str, pd.DataFram
     Raises:
         DeepSaliencyError: a table has no shard file (names it; run the metrics_images stages first).
     """
-    folders = sorted(
-        (p for p in Path(root).glob("shard-*") if shard_index(p.name) >= 0), key=lambda p: shard_index(p.name)
-    )
+    folders = shard_folders(root)
     if not folders:
         raise DeepSaliencyError(f"{root}: no shard-<k> folder; run the metrics_images stages first (dvc repro)")
     out = {}

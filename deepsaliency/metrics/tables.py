@@ -2,11 +2,14 @@
 
 Reads the artifact contract (see :mod:`deepsaliency.artifacts`)::
 
-    data/prepared/<stem>.png, manifest.csv      x and the originally predicted class
-    data/explanations/<method>/<stem>.npz       map on x (and the target maps)
-    data/attacks/<method>/eps<e>/<stem>.npz     x_adv, map_<method> on x_adv, target_stem, label_adv, prob_adv,
-                                                converged, steps, passes (one folder per L∞ budget e, /255)
-    data/attacks/pgd/<stem>.npz                 the same for PGD (no target, no convergence record)
+    data/prepared/<k>/<stem>.png, manifest.csv      x and the originally predicted class
+    data/explanations/<method>/<k>/<stem>.npz       map on x (and the target maps)
+    data/attacks/<k>/<method>/eps<e>/<stem>.npz     x_adv, map_<method> on x_adv, target_stem, label_adv,
+                                                    prob_adv, converged, steps, passes (one folder per L∞ budget
+                                                    e, /255)
+    data/attacks/<k>/pgd/<stem>.npz                 the same for PGD (no target, no convergence record)
+
+(``<k>`` = ``shard-<k>``; the layouts before shards are read too, :func:`deepsaliency.artifacts.locate`)
 
 and produces, one row per attack RUN = (attack, eps) where ``eps`` is the L∞ budget in /255 units
 (``eps`` = 0 for the original images, attack ``none``; PGD's is ``pgd.eps`` · 255):

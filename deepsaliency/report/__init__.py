@@ -2,10 +2,10 @@
 
 Reads the artifact contract (see :mod:`deepsaliency.artifacts`)::
 
-    data/prepared/manifest.csv, <stem>.png              the images and the model's predictions
-    data/explanations/<method>/<stem>.npz               attribution, map
-    data/attacks/<method>/eps<e>/<stem>.npz             x_adv, map_<method>, target_stem, ... (one folder per budget)
-    data/attacks/pgd/<stem>.npz                         PGD (Madry et al. 2018)
+    data/prepared/manifest.csv, <k>/<stem>.png          the images and the model's predictions
+    data/explanations/<method>/<k>/<stem>.npz           attribution, map
+    data/attacks/<k>/<method>/eps<e>/<stem>.npz         x_adv, map_<method>, target_stem, ... (one folder per budget)
+    data/attacks/<k>/pgd/<stem>.npz                     PGD (Madry et al. 2018)
     reports/metrics.json, reports/metrics/*.csv         the metrics stage's summary, its long tables and the
                                                         report's tables (leaderboard.csv, transfer_*.csv,
                                                         own_map_shift.csv, *_summary.csv, defence.csv,

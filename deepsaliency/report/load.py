@@ -110,8 +110,8 @@ class Artifacts:
 
     def attack_path(self, attack: str, stem: str, eps: float | None = None) -> Path:
         """The attack file of ``stem`` at budget ``eps`` (/255); an old run without budget folders: ``eps`` ignored."""
-        path = artifacts.locate(artifacts.attack_dir(attack, eps, self.root / artifacts.ATTACKS), f"{stem}.npz")
-        old = artifacts.locate(artifacts.attack_dir(attack, None, self.root / artifacts.ATTACKS), f"{stem}.npz")
+        path = artifacts.attack_file(attack, stem, eps, self.root / artifacts.ATTACKS)
+        old = artifacts.attack_file(attack, stem, None, self.root / artifacts.ATTACKS)
         return old if not path.is_file() and old.is_file() else path
 
     def attack(self, attack: str, stem: str, eps: float | None = None) -> dict[str, np.ndarray]:
@@ -131,7 +131,7 @@ def _load_names(art: Artifacts, methods: Sequence[str] | None, attacks: Sequence
     art.notes += [
         f"Explanations: {expl / m} is missing (run the explain stage for {m})." for m in wanted if m not in found
     ]
-    found = _folders(atk)
+    found = artifacts.attack_names(atk)
     art.attacks = ordered(found, ATTACK_ORDER) if attacks is None else [a for a in attacks if a in found]
     for a in attacks or []:
         if a not in found:
