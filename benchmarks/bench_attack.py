@@ -6,12 +6,13 @@ Prints, for the embedded EfficientNet-Lite0 on the sample images:
 * one saliency double backward (∂/∂x of a function of ∇_x f): naive (autograd's
   softplus, native grouped-conv double backward; the embedded model's batch norms are folded
   into its convolutions at load time), with only the convolution swap
-  (:mod:`deepsaliency.nn.fastgrad`), and fully fast (``attack_network``: also the fused softplus);
+  (:mod:`deepsaliency.nn.fastgrad`), fully fast with the softplus kernels run eagerly, and fully fast
+  as the attack runs it (``attack_network``: softplus kernels compiled by ``torch.compile``);
 * one attack iteration per method (objective, backward, Adam step) and its ratio
   to the forward+backward, and — for methods that run the model on many inputs
   (IG steps, SmoothGrad samples, RISE masks) — to the first-order cost of the
   explanation itself (same inputs, no double backward; for RISE, which needs no
-  gradient, that is its forward passes only).
+  gradient, that is its forward passes only), and the same iteration with eager softplus kernels.
 
 Timings are the minimum over interleaved repeats (the machine may be shared).
 
@@ -70,7 +71,9 @@ def double_backward_table(model, x: torch.Tensor, cls: torch.Tensor, repeats: in
         t["naive double backward"] = interleaved_min({"f": double_backward}, max(2, repeats // 2))["f"]
         with fast_double_backward(model):
             t["fast convolutions only"] = interleaved_min({"f": double_backward}, repeats)["f"]
-    with attack_network(model, 10.0):
+    with attack_network(model, 10.0, compiled=False):
+        t["fast, eager activations"] = interleaved_min({"f": double_backward}, repeats)["f"]
+    with attack_network(model, 10.0):  # the attack's default: compiled activation kernels
         t["fast double backward"] = interleaved_min({"f": double_backward}, repeats)["f"]
     unit = t["fwd+bwd"]
     for k, v in t.items():
@@ -102,10 +105,15 @@ def iteration_row(model, x: torch.Tensor, cls: torch.Tensor, method: str, masks,
         differentiable_attribution(model, xx, method, cls, create_graph=False, **params)
 
     own = interleaved_min({"f": own_fwd_bwd}, repeats)["f"]
+    with attack_network(model, 10.0 if smooth else None, fast=smooth, compiled=False):
+        eager = interleaved_min({"f": iteration}, repeats)["f"]
     with attack_network(model, 10.0 if smooth else None, fast=smooth):
         it = interleaved_min({"f": iteration}, repeats)["f"]
     shown = {k: v for k, v in params.items() if k != "masks"}
-    print(f"{method:28s} {it * 1e3:8.1f}   {it / unit:8.2f}   {own * 1e3:14.1f}   {it / own:5.2f}   {shown}")
+    print(
+        f"{method:28s} {it * 1e3:8.1f}   {it / unit:8.2f}   {own * 1e3:14.1f}   {it / own:5.2f}   "
+        f"{eager / unit:11.2f}   {shown}"
+    )
 
 
 def main() -> None:
@@ -138,7 +146,7 @@ def main() -> None:
     unit = double_backward_table(model, x, cls, args.repeats)
     print(
         f"\n{'attack iteration':28s} {'ms':>8s}   {'×fwd+bwd':>8s}   {'own fwd+bwd ms':>14s}   {'×own':>5s}"
-        "   attack params"
+        f"   {'×fwd+bwd eager':>11s}   attack params"
     )
     for method in args.methods.split(","):
         iteration_row(model, x, cls, method, masks, args.repeats, unit)

@@ -6,13 +6,16 @@
 Each argument is ``method:num_iter`` with optional ``:key=value`` overrides of ``attack.<method>`` (lr, n_steps,
 nt_samples, masks). Runs :func:`deepsaliency.attack.run_attack` on the workspace's prepared images (``dvc repro
 prepare explain`` first) toward the next image's map of the explain stage (``attack.target_image: next``) at
-``--eps`` /255 with ``attack.tol``, and prints per setting the wall time, whether each image converged, and the
-Pearson r between the explain stage's map of ``x_adv`` and the target map (per image and mean). 2 torch threads.
+``--eps`` /255 with ``attack.tol``, and prints per setting the wall time, whether each image converged, the
+relative improvement of its best evaluated loss over the last 20 % of the steps it ran (what the stopping rule
+compares with ``attack.tol``, :mod:`deepsaliency.attack.loop`), and the Pearson r between the explain stage's map
+of ``x_adv`` and the target map (per image and mean). 2 torch threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -34,6 +37,16 @@ def setting(spec: str) -> tuple[str, dict]:
         key, value = pair.split("=", 1)
         overrides[key] = int(value) if value.isdigit() else float(value)
     return method, overrides
+
+
+def last_window_gain(evaluations: list[dict], image: int) -> float:
+    """(best(t − ⌈0.2·t⌉) − best(t)) / |best(t − ⌈0.2·t⌉)| at the image's last evaluation t (best = lowest loss
+    so far, as the attack's bookkeeping keeps it; class-keeping is ignored here)."""
+    rows = sorted((e["step"], e["loss"]) for e in evaluations if e["image"] == image)
+    best = np.minimum.accumulate([loss for _, loss in rows])
+    t = rows[-1][0]
+    then = best[max(k for k, (step, _) in enumerate(rows) if step <= t - math.ceil(0.2 * t))]
+    return float((then - best[-1]) / abs(then)) if then else 0.0
 
 
 def main() -> None:
@@ -60,8 +73,10 @@ def main() -> None:
             model, result.x_adv.detach(), method, stems, classes, **method_kwargs(params, method, model)
         )
         r = [pearson(m.numpy(), t.numpy()) for (_, m), t in zip(maps, target_maps, strict=True)]
+        gains = [last_window_gain(result.evaluations, i) for i in range(len(stems))]
         print(
             f"{spec:45s} {wall:7.1f} s  converged {sum(result.converged)}/{len(stems)}  "
+            f"last-20% gain {', '.join(f'{g:.2%}' for g in gains)}  "
             f"r(adv, target) {', '.join(f'{v:.3f}' for v in r)}  mean {np.mean(r):.3f}",
             flush=True,
         )

@@ -47,7 +47,11 @@ def test_stopping_rule_on_a_synthetic_loss_sequence():
     assert convergence_start(200, 5) == 50 and convergence_start(40, 10) == 30
 
 
-def test_converged_images_leave_the_batch_without_changing_anyone_s_result():
+def test_converged_images_leave_the_batch_without_changing_anyone_s_result(monkeypatch):
+    # The property is the loop's bookkeeping. A batch of 3 and a batch of 1 differ by float noise (≈ 1e-6 of the
+    # logits, from the convolutions), which can flip a stopping decision that sits on the threshold: it does at
+    # image 2 with the compiled activation kernels (38 vs 36 steps), so this test runs them eagerly.
+    monkeypatch.setenv("DEEPSALIENCY_COMPILE", "0")
     x, tmap = images(3), corner_map(3)
     tmap[1] = tmap[1].flip(-1)
     kwargs = dict(num_iter=40, target_map=tmap, lr=0.02, eval_every=2, tol=0.02)

@@ -162,3 +162,52 @@ def test_functional_activation_calls_are_smoothed_like_the_modules(one_thread):
 
     x = torch.randn(2, 5, dtype=torch.double).requires_grad_()
     assert torch.autograd.gradcheck(f, (x,)) and torch.autograd.gradgradcheck(f, (x,))
+
+
+# ---------------------------------------------------------------- compiled activation kernels (issue 17)
+
+
+def test_compiled_kernels_give_the_eager_values_and_exact_second_derivatives(one_thread):
+    """Inside compiled_kernels() the activations run torch.compile'd kernels (really: the cache fills, no
+    fallback warning): the same values as eager to float64 rounding, and gradcheck/gradgradcheck hold."""
+    import warnings
+
+    from deepsaliency.nn import compiled_kernels, smooth
+
+    # ReLU blend, ReLU6 as two softplus terms (β·3 < 20), ReLU6 folded into one (β·3 ≥ 20)
+    acts = (SoftplusLeakyReLU(2.0, 0.2), SoftplusHardtanh(3.0), SoftplusHardtanh(10.0))
+    x = (torch.randn(2, 3, 4, 4, dtype=torch.double) * 4).requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback to eager warns: that would fail here
+        with compiled_kernels() as on:
+            assert on
+            got = [act(x) for act in acts]
+            for act in acts:
+                assert torch.autograd.gradcheck(act, (x,)) and torch.autograd.gradgradcheck(act, (x,))
+    assert {smooth._relu_kernel, smooth._clamp_kernel, smooth._double_backward_kernel} <= set(smooth._compiled)
+    for g, act in zip(got, acts, strict=True):
+        torch.testing.assert_close(g, act(x), rtol=1e-12, atol=1e-12)  # act(x) here: eager, outside the block
+        assert torch.allclose(g, act.reference(x))
+
+
+def test_compiled_kernels_fall_back_to_eager_with_one_warning(monkeypatch):
+    from deepsaliency.nn import compiled_kernels, smooth
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(smooth, "_compiled", {})
+    monkeypatch.setattr(smooth, "_failed", False)
+    monkeypatch.setattr(torch, "compile", unavailable)
+    x = torch.linspace(-8, 12, 101)
+    act = SoftplusHardtanh(10.0)
+    with compiled_kernels() as on, pytest.warns(UserWarning, match=r"torch.compile unavailable \(RuntimeError\)"):
+        assert on
+        y = act(x)
+    assert torch.equal(y, act(x))
+    with compiled_kernels() as on:
+        assert not on  # the failure is remembered for the rest of the process
+    monkeypatch.setattr(smooth, "_failed", False)
+    monkeypatch.setenv("DEEPSALIENCY_COMPILE", "0")
+    with compiled_kernels() as on:
+        assert not on

@@ -18,7 +18,15 @@ from torch import nn
 
 from ..differentiable import differentiable_attribution, unit_sum_map
 from ..errors import ParamError
-from ..nn import FunctionalSoftplus, ModuleSwap, SoftplusHandle, check_beta, fast_double_backward, softplus_activations
+from ..nn import (
+    FunctionalSoftplus,
+    ModuleSwap,
+    SoftplusHandle,
+    check_beta,
+    compiled_kernels,
+    fast_double_backward,
+    softplus_activations,
+)
 
 
 class AttackNetwork:
@@ -66,7 +74,11 @@ class AttackNetwork:
 
 @contextmanager
 def attack_network(
-    model: nn.Module, beta: float | None = 10.0, fast: bool = True, probe: torch.Tensor | None = None
+    model: nn.Module,
+    beta: float | None = 10.0,
+    fast: bool = True,
+    probe: torch.Tensor | None = None,
+    compiled: bool = True,
 ) -> Iterator[AttackNetwork]:
     """Softplus activations (``beta`` None → none) and fast double backward swapped into ``model``.
 
@@ -74,6 +86,8 @@ def attack_network(
         model: changed in place inside the block; originals restored on exit.
         beta: initial softplus β; None → no smoothing at all.
         fast: swap in :mod:`deepsaliency.nn.fastgrad`'s modules.
+        compiled: run the softplus activations' element-wise kernels compiled on CPU
+            (:func:`deepsaliency.nn.smooth.compiled_kernels`; falls back to eager where compilation fails).
         probe: an input (B, 3, H, W); when given (and ``beta`` is), one forward pass of it is run
             under a :class:`~deepsaliency.nn.softplus.FunctionalSoftplus` mode, and if the network
             calls ReLU-family functions (``F.relu`` ...) the mode stays active for the block.
@@ -82,6 +96,7 @@ def attack_network(
         An :class:`AttackNetwork`; ``net.original()`` suspends every swap.
     """
     with ExitStack() as stack:
+        stack.enter_context(compiled_kernels(compiled))
         sp = stack.enter_context(softplus_activations(model, beta)) if beta is not None else None
         fs = stack.enter_context(fast_double_backward(model)) if fast else None
         functional = None
