@@ -12,7 +12,8 @@ metrics_images → metrics there as subprocesses with 2 torch threads and the sa
 Then it times the explain stage (integrated_gradients) on ``--ray-images`` images with the ``ray`` backend
 (2 workers × 1 torch thread) against ``local`` with 1 thread, and prints the images/s ratio (target ≥ 1.6).
 Both are whole stage runs, start-up included (Ray's ≈ 10 s more: ``ray.init``, the actors' model loads), so the
-ratio grows with the number of images: 1.24 at 32, 1.75 at 128 (README, Running a study). Ratios come from one run on one machine; the absolute seconds are not a result on a shared machine.
+ratio grows with the number of images: 1.24 at 32, 1.75 at 128 (README, Running a study). Ratios come from one
+run on one machine; the absolute seconds are not a result on a shared machine.
 """
 
 from __future__ import annotations
