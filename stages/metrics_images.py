@@ -2,7 +2,7 @@
 
 Map similarity, attack quality, convergence and deletion/insertion (AUC and curves) of the shard's images →
 data/metrics/shard-<k>/<table>.csv (deepsaliency.metrics.per_image); the metrics stage reads every shard's
-tables and computes the summaries. One shard's maps in memory at a time.
+tables and computes the summaries. compute.batch_size images' maps in memory at a time.
 """
 
 import sys

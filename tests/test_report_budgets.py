@@ -1,7 +1,8 @@
 """The report at several L∞ budgets (issue 15) and the optional sections of later stages.
 
 Fake pipeline outputs (tests/report_fixtures.py) in the metrics stage's format, with an ``eps`` column and one
-attack folder per budget (``data/attacks/<method>/eps<e>/``); no model is needed.
+attack folder per budget in the layout before shards (``data/attacks/<method>/eps<e>/``, still read: today's
+stages write ``data/attacks/shard-<k>/<method>/eps<e>/``); no model is needed.
 """
 
 import base64

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..artifacts import PREPARED, load_images, read_manifest, shard_folders
+from ..artifacts import ATTACKS, PREPARED, load_images, read_manifest, shard_folders, sharded
 from ..errors import DeepSaliencyError
 from ..shards import batched
 from . import tables
@@ -59,14 +59,18 @@ def compute_per_image_tables(
         progress: a tqdm bar over the faithfulness curves of each batch.
 
     Returns:
-        ``{table name: DataFrame}`` (the columns of :mod:`.tables`), rows in the order one batch of every image
-        would give (attack run, then image in manifest order), whatever the batch size.
+        ``{table name: DataFrame}`` (the columns of :mod:`.tables`): the same values, and the rows in the order
+        one batch of every image would give (attack run, then image in manifest order), whatever the batch size.
 
     Raises:
         DeepSaliencyError: no explanation folder of ``explain.methods`` exists, or an artifact is missing or broken.
         AttributionError: a map has NaN/infinite or negative values.
     """
-    methods, runs = tables.available_methods(params), tables.available_attacks(params)
+    # A shard's attacks are read from its own folder only (what its DVC item depends on): a file missing there is
+    # an error, never a stale copy from another layout. A workspace from before shard-first layouts reads as before.
+    attacks = sharded(ATTACKS, shard)
+    attacks = attacks if shard is not None and attacks.is_dir() else ATTACKS
+    methods, runs = tables.available_methods(params), tables.available_attacks(params, attacks)
     if not methods:
         raise DeepSaliencyError(
             f"data/explanations: no folder for any of explain.methods {params['explain']['methods']}; "
@@ -76,7 +80,7 @@ def compute_per_image_tables(
     classes = dict(zip((str(s) for s in manifest["stem"]), (int(c) for c in manifest["class_idx"]), strict=True))
     stems = list(classes)
     parts = [
-        _batch_tables(model, params, chunk, classes, methods, runs, prepared, progress)
+        _batch_tables(model, params, chunk, classes, methods, runs, prepared, attacks, progress)
         for chunk in (batched(stems, params["compute"]["batch_size"]) if stems else [[]])
     ]
     order = {run: i for i, run in enumerate([("none", 0.0), *((a, float(e)) for a, e in runs)])}
@@ -99,16 +103,18 @@ def _batch_tables(
     methods: list[str],
     runs: list[tables.Run],
     prepared: str | Path,
+    attacks: Path,
     progress: bool,
 ) -> dict[str, pd.DataFrame]:
     x = load_images(list(stems), prepared) if stems else torch.empty(0)
     images = {s: xi.numpy() for s, xi in zip(stems, x, strict=True)}
     batch_classes = {s: classes[s] for s in stems}
-    adv = tables.load_attacks(runs, stems, methods)
+    adv = tables.load_attacks(runs, stems, methods, attacks)
     targets = sorted({str(rec["target_stem"]) for rec in adv.values() if rec["target_stem"]} - set(stems))
     # every input map checked (NaN/inf → AttributionError) before any work; the targets' maps for the pairs
     maps = tables.load_maps(methods, [*stems, *(t for t in targets if t in classes)])
-    probs = tables.class_probabilities(model, images, batch_classes)  # exact; the manifest's are rounded
+    # exact (the manifest's are rounded), one image at a time so that no value depends on compute.batch_size
+    probs = tables.class_probabilities(model, images, batch_classes, batch_size=1)
     settings = tables.settings_from_params(params)
     faith, deletion, insertion = tables.faithfulness_table(
         model, images, batch_classes, maps, adv, methods, settings, progress=progress

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..artifacts import PGD, attack_dir
+from ..artifacts import PGD, attack_file
 from ..errors import DeepSaliencyError, ParamError
 from ..params import DEFAULTS as D  # the one default of each parameter: the params section's
 from . import faithfulness as faith
@@ -149,7 +149,7 @@ def map_similarity_table(
         t = rec["target_stem"]
         if a != PGD and t and (methods[0], t) not in maps:
             raise DeepSaliencyError(
-                f"{attack_dir(a, e)}/{s}.npz: target_stem {t!r} has no explanation "
+                f"{attack_file(a, s, e)}: target_stem {t!r} has no explanation "
                 f"(known images: {sorted({k[1] for k in maps})})"
             )
         for m in methods:

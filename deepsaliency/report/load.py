@@ -135,7 +135,7 @@ def _load_names(art: Artifacts, methods: Sequence[str] | None, attacks: Sequence
     art.attacks = ordered(found, ATTACK_ORDER) if attacks is None else [a for a in attacks if a in found]
     for a in attacks or []:
         if a not in found:
-            art.notes.append(f"Attacks: {atk / a} is missing (run the {a if a == PGD else 'attack@' + a} stage).")
+            art.notes.append(f"Attacks: no {a} folder under {atk} (run the {a if a == PGD else 'attack@' + a} stage).")
     if not art.attacks:
         art.notes.append(f"Attacks: {atk} has no attack folder (run the attack stages).")
 
