@@ -75,9 +75,10 @@ def test_the_stage_writes_one_row_per_image_and_kind_and_moves_the_map(project, 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["occlusion", "8"], "error: stages/untargeted.py: method ['occlusion'] is not allowed (one of untargeted"),
+        (["occlusion", "8"], "error: stages/untargeted.py: method 'occlusion' is not allowed (one of untargeted"),
         (["saliency", "4"], "error: stages/untargeted.py: budget '4' is not allowed (one of untargeted.eps: [8])"),
-        (["saliency"], "error: stages/untargeted.py: method ['saliency'] is not allowed"),
+        (["saliency"], "error: stages/untargeted.py: the arguments are <method> <eps> [<shard>] (got: saliency)"),
+        ([], "error: stages/untargeted.py: the arguments are <method> <eps> [<shard>] (got: none)"),
         (["saliency", "8", "1"], "error: stages/untargeted.py: shard '1' is not allowed (one of compute.shards: [0])"),
         (["saliency", "8", "x"], "error: stages/untargeted.py: shard 'x' is not allowed"),
     ],

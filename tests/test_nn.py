@@ -1,5 +1,7 @@
 """Network surgery for the attack (deepsaliency.nn): softplus swaps, functional smoothing, fast double backward."""
 
+import math
+
 import pytest
 import torch
 from helpers import TinyNet, images
@@ -175,7 +177,7 @@ def test_compiled_kernels_give_the_eager_values_and_exact_second_derivatives(one
     from deepsaliency.nn import compiled_kernels, smooth
 
     # ReLU blend, ReLU6 as two softplus terms (β·3 < 20), ReLU6 folded into one (β·3 ≥ 20)
-    acts = (SoftplusLeakyReLU(2.0, 0.2), SoftplusHardtanh(3.0), SoftplusHardtanh(10.0))
+    acts = (SoftplusReLU(2.0), SoftplusLeakyReLU(2.0, 0.2), SoftplusHardtanh(3.0), SoftplusHardtanh(10.0))
     x = (torch.randn(2, 3, 4, 4, dtype=torch.double) * 4).requires_grad_()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a fallback to eager warns: that would fail here
@@ -184,7 +186,8 @@ def test_compiled_kernels_give_the_eager_values_and_exact_second_derivatives(one
             got = [act(x) for act in acts]
             for act in acts:
                 assert torch.autograd.gradcheck(act, (x,)) and torch.autograd.gradgradcheck(act, (x,))
-    assert {smooth._relu_kernel, smooth._clamp_kernel, smooth._double_backward_kernel} <= set(smooth._compiled)
+    kernels = {smooth._softplus_terms, smooth._relu_kernel, smooth._clamp_kernel, smooth._double_backward_kernel}
+    assert kernels <= set(smooth._compiled)
     for g, act in zip(got, acts, strict=True):
         torch.testing.assert_close(g, act(x), rtol=1e-12, atol=1e-12)  # act(x) here: eager, outside the block
         assert torch.allclose(g, act.reference(x))
@@ -211,3 +214,42 @@ def test_compiled_kernels_fall_back_to_eager_with_one_warning(monkeypatch):
     monkeypatch.setenv("DEEPSALIENCY_COMPILE", "0")
     with compiled_kernels() as on:
         assert not on
+
+    for value in ("off", "False", " no "):
+        monkeypatch.setenv("DEEPSALIENCY_COMPILE", value)
+        with compiled_kernels() as on:
+            assert not on
+    monkeypatch.setenv("DEEPSALIENCY_COMPILE", "ON")
+    with compiled_kernels() as on:
+        assert on
+
+
+def test_a_bad_deepsaliency_compile_value_is_refused(monkeypatch):
+    from deepsaliency.errors import ParamError
+    from deepsaliency.nn import compiled_kernels
+
+    monkeypatch.setenv("DEEPSALIENCY_COMPILE", "nope")
+    with pytest.raises(ParamError, match=r"^DEEPSALIENCY_COMPILE: 'nope' is not allowed \(one of 1, true"):
+        with compiled_kernels():
+            pass
+
+
+def test_compiled_kernels_are_per_thread_and_keep_infinities(one_thread):
+    """The setting is a context variable (a thread started inside the block runs eagerly), and the compiled
+    ReLU gives what the eager one gives at ±inf (0·inf in a blend with lin = 0 would be NaN)."""
+    import threading
+
+    from deepsaliency.nn import compiled_kernels, smooth
+
+    seen = []
+    with compiled_kernels() as on:
+        worker = threading.Thread(target=lambda: seen.append(smooth._COMPILING.get()))
+        worker.start()
+        worker.join()
+        assert on and smooth._COMPILING.get()
+        x = torch.tensor([-math.inf, -3.0, 0.0, 2.0, math.inf])
+        got = [act(x) for act in (SoftplusReLU(5.0), SoftplusLeakyReLU(5.0, 0.1))]
+    assert seen == [False] and not smooth._COMPILING.get()
+    for g, act in zip(got, (SoftplusReLU(5.0), SoftplusLeakyReLU(5.0, 0.1)), strict=True):
+        assert torch.equal(g, act(x))  # eager, outside the block
+    assert got[0].tolist()[0] == 0.0 and got[0].tolist()[-1] == math.inf and got[1].tolist()[0] == -math.inf

@@ -207,8 +207,11 @@ def stage_arguments(
     """
     from ..artifacts import eps_name
 
-    if len(argv) != 2 or argv[0] not in methods:
-        raise ParamError(f"{script}: method {argv[:1]!r} is not allowed (one of {section}.methods: {methods})")
+    if len(argv) != 2:
+        got = " ".join(argv) or "none"
+        raise ParamError(f"{script}: the arguments are <method> <eps> [<shard>] (got: {got})")
+    if argv[0] not in methods:
+        raise ParamError(f"{script}: method {argv[0]!r} is not allowed (one of {section}.methods: {methods})")
     try:
         eps = float(argv[1])
     except ValueError:

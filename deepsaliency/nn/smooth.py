@@ -11,7 +11,7 @@ The element-wise work (value, slope and curvature in one pass; the double backwa
 products) is written as plain functions of tensors (the *kernels* below). Inside
 :func:`compiled_kernels` (which the attack enters) they run compiled by ``torch.compile``
 (inductor: one fused, vectorised loop instead of ≈ 12 passes over memory) on CPU tensors;
-elsewhere, on other devices, with ``DEEPSALIENCY_COMPILE=0``, or where compilation fails (no C++
+elsewhere, on other devices, with ``DEEPSALIENCY_COMPILE=0`` (or false/no/off), or where compilation fails (no C++
 compiler: one warning), the same functions run eagerly. Compiled and eager values agree to float32
 rounding (≈ 1e-7 relative); each path is deterministic on its own.
 """
@@ -22,6 +22,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -48,10 +49,9 @@ def _softplus_terms(w: torch.Tensor, beta: Any) -> tuple[torch.Tensor, torch.Ten
 
 
 def _relu_kernel(z: torch.Tensor, beta: Any, lin: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``y = lin·z + (1 − lin)·softplus_β(z)``: (y, y', y'')."""
+    """``y = lin·z + (1 − lin)·softplus_β(z)``, 0 < lin < 1 (a smooth leaky ReLU): (y, y', y'').
+    ``lin`` = 0 is :func:`_softplus_terms` itself (a separate kernel: ``0·z`` would turn z = ±inf into NaN)."""
     value, slope, curv = _softplus_terms(z, beta)
-    if isinstance(lin, float) and not lin:  # eager ReLU; compiled, ``lin`` is a tensor and this is one loop anyway
-        return value, slope, curv
     return value * (1.0 - lin) + z * lin, slope * (1.0 - lin) + lin, curv * (1.0 - lin)
 
 
@@ -84,25 +84,47 @@ def _double_backward_kernel(
     return gg * slope, gg * grad * curv
 
 
-_compiling = False
+#: Whether the kernels run compiled in the current context (thread, task): :func:`compiled_kernels` sets it.
+_COMPILING: ContextVar[bool] = ContextVar("deepsaliency_compiling", default=False)
 _failed = False  # a compilation failed in this process: every later block runs eagerly
 _compiled: dict[Callable, Callable] = {}
+#: Values of ``DEEPSALIENCY_COMPILE`` (case-insensitive): on, off.
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def compile_enabled() -> bool:
+    """Whether ``DEEPSALIENCY_COMPILE`` allows compiled kernels (unset: yes).
+
+    Raises:
+        ParamError: a value other than 1/true/yes/on or 0/false/no/off (case-insensitive).
+    """
+    from ..errors import ParamError
+
+    value = os.environ.get("DEEPSALIENCY_COMPILE", "1").strip().lower()
+    if value not in _ON + _OFF:
+        raise ParamError(
+            f"DEEPSALIENCY_COMPILE: {os.environ['DEEPSALIENCY_COMPILE']!r} is not allowed (one of {', '.join(_ON)} "
+            f"to compile the attack's activation kernels, {', '.join(_OFF)} to run them eagerly)"
+        )
+    return value in _ON
 
 
 @contextmanager
 def compiled_kernels(enabled: bool = True) -> Iterator[bool]:
     """Run the activation kernels compiled (``torch.compile``, CPU tensors) inside the block.
 
-    Yields whether they will be (False with ``enabled`` False, ``DEEPSALIENCY_COMPILE=0``, or after a
-    compilation failed in this process). Restores the previous setting on exit.
+    Yields whether they will be (False with ``enabled`` False, ``DEEPSALIENCY_COMPILE`` off, or after a
+    compilation failed in this process). The setting is a context variable: other threads are not affected,
+    and the previous setting is restored on exit.
+
+    Raises:
+        ParamError: ``DEEPSALIENCY_COMPILE`` has a value :func:`compile_enabled` does not allow.
     """
-    global _compiling
-    previous = _compiling
-    _compiling = enabled and os.environ.get("DEEPSALIENCY_COMPILE", "1") != "0" and not _failed
+    token = _COMPILING.set(enabled and compile_enabled() and not _failed)
     try:
-        yield _compiling
+        yield _COMPILING.get()
     finally:
-        _compiling = previous
+        _COMPILING.reset(token)
 
 
 def _run(kernel: Callable, z: torch.Tensor, *args: Any) -> Any:
@@ -113,8 +135,8 @@ def _run(kernel: Callable, z: torch.Tensor, *args: Any) -> Any:
     shape, batch size, memory format or β (annealed every step), and an element's value never depends on
     where in a batch it sits (a kernel specialised to a shape could round differently).
     """
-    global _compiling, _failed
-    if _compiling and not _failed and z.device.type == "cpu" and z.dim() > 0:
+    global _failed
+    if _COMPILING.get() and not _failed and z.device.type == "cpu" and z.dim() > 0:
         try:
             fn = _compiled.get(kernel) or _compiled.setdefault(kernel, torch.compile(kernel, dynamic=True))
             order = sorted(range(z.dim()), key=lambda d: -z.stride()[d])  # z's memory order, outermost first
@@ -130,7 +152,7 @@ def _run(kernel: Callable, z: torch.Tensor, *args: Any) -> Any:
             out = fn(flat(z), *(flat(a) for a in args))
             return tuple(o.view(shape).permute(back) for o in out)
         except Exception as exc:  # no C++ compiler, an unsupported build: the eager kernel is the same function
-            _compiling, _failed = False, True
+            _failed = True
             warnings.warn(f"torch.compile unavailable ({type(exc).__name__}); activations run eagerly", stacklevel=2)
     return kernel(z, *args)
 
@@ -151,7 +173,7 @@ class _SmoothActivation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, beta, spec):
         if spec[0] == "relu":
-            y, slope, curv = _run(_relu_kernel, z, beta, spec[1])
+            y, slope, curv = _run(_relu_kernel, z, beta, spec[1]) if spec[1] else _run(_softplus_terms, z, beta)
         else:
             _, a, b, scale, offset = spec
             y, slope, curv = _run(_clamp_kernel, z, beta, a, b, scale, offset, beta * (b - a) / 2 >= _FOLD)
@@ -178,9 +200,5 @@ class _SmoothActivationGrad(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gg):
         grad, slope, curv = ctx.saved_tensors
-        if ctx.needs_input_grad[0] and ctx.needs_input_grad[1]:
-            g_grad, g_z = _run(_double_backward_kernel, gg, grad, slope, curv)
-            return g_grad, g_z, None, None
-        g_grad = gg * slope if ctx.needs_input_grad[0] else None
-        g_z = (gg * grad).mul_(curv) if ctx.needs_input_grad[1] else None
-        return g_grad, g_z, None, None
+        g_grad, g_z = _run(_double_backward_kernel, gg, grad, slope, curv)
+        return g_grad if ctx.needs_input_grad[0] else None, g_z if ctx.needs_input_grad[1] else None, None, None
