@@ -6,10 +6,11 @@
 Each argument is ``method:num_iter`` with optional ``:key=value`` overrides of ``attack.<method>`` (lr, n_steps,
 nt_samples, masks). Runs :func:`deepsaliency.attack.run_attack` on the workspace's prepared images (``dvc repro
 prepare explain`` first) toward the next image's map of the explain stage (``attack.target_image: next``) at
-``--eps`` /255 with ``attack.tol``, and prints per setting the wall time, whether each image converged, the
-relative improvement of its best evaluated loss over the last 20 % of the steps it ran (what the stopping rule
-compares with ``attack.tol``, :mod:`deepsaliency.attack.loop`), and the Pearson r between the explain stage's map
-of ``x_adv`` and the target map (per image and mean). 2 torch threads.
+``--eps`` /255 with ``attack.tol``, and prints per setting: the wall time; per image whether it converged, its
+steps and network passes (:class:`~deepsaliency.attack.AttackResult`: a load-independent cost) and the relative
+improvement of its best evaluated loss over the last 20 % of the steps it ran (what the stopping rule compares
+with ``attack.tol``, :mod:`deepsaliency.attack.loop`); and the Pearson r between the explain stage's map of
+``x_adv`` and the target map (per image and mean). 2 torch threads.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def main() -> None:
         r = [pearson(m.numpy(), t.numpy()) for (_, m), t in zip(maps, target_maps, strict=True)]
         gains = [last_window_gain(result.evaluations, i) for i in range(len(stems))]
         print(
-            f"{spec:45s} {wall:7.1f} s  converged {sum(result.converged)}/{len(stems)}  "
+            f"{spec:45s} {wall:7.1f} s  converged {sum(result.converged)}/{len(stems)} "
+            f"(steps {', '.join(map(str, result.steps))}; passes {', '.join(map(str, result.passes))})  "
             f"last-20% gain {', '.join(f'{g:.2%}' for g in gains)}  "
             f"r(adv, target) {', '.join(f'{v:.3f}' for v in r)}  mean {np.mean(r):.3f}",
             flush=True,
