@@ -9,8 +9,8 @@ prepare explain`` first) toward the next image's map of the explain stage (``att
 ``--eps`` /255 with ``attack.tol``, and prints per setting: the wall time; per image whether it converged, its
 steps and network passes (:class:`~deepsaliency.attack.AttackResult`: a load-independent cost) and the relative
 improvement of its best evaluated loss over the last 20 % of the steps it ran (what the stopping rule compares
-with ``attack.tol``, :mod:`deepsaliency.attack.loop`); and the Pearson r between the explain stage's map of
-``x_adv`` and the target map (per image and mean). 2 torch threads.
+with ``attack.tol``, besides the iterates being at rest: :mod:`deepsaliency.attack.loop`); and the Pearson r
+between the explain stage's map of ``x_adv`` and the target map (per image and mean). 2 torch threads.
 """
 
 from __future__ import annotations

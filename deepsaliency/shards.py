@@ -85,11 +85,12 @@ def stage_shard(args: Sequence[str], n_args: int, script: str, shards: Sequence[
         ``(the first n_args arguments, the shard index)``; a wrong count of the first is the caller's to refuse.
 
     Raises:
-        ParamError: the shard is not one of ``shards``, or is left out while there are several.
+        ParamError: the shard is not one of ``shards``, or is left out (exactly ``n_args`` arguments) while there
+            are several.
     """
     args = list(args)
     if len(args) != n_args + 1:
-        if len(shards) == 1:
+        if len(shards) == 1 or len(args) != n_args:  # a wrong count of the own arguments: the caller says so
             return args, shards[0]
         raise ParamError(f"{script}: the shard is missing (the last argument, one of compute.shards: {list(shards)})")
     if not args[-1].isdigit() or int(args[-1]) not in shards:

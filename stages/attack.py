@@ -31,6 +31,7 @@ from deepsaliency.backend import Compute, map_batches
 from deepsaliency.errors import ParamError
 from deepsaliency.experiments import attack_explanation_params, attack_run_params, choose_targets
 from deepsaliency.models import load_model
+from deepsaliency.nn import compile_enabled
 from deepsaliency.params import load_params
 from deepsaliency.rise import RiseMasks
 from deepsaliency.shards import stage_shard
@@ -49,6 +50,7 @@ def parse_args(argv: list[str], params: dict) -> tuple[str, float, int]:
 def main() -> None:
     params = load_params()
     method, eps, shard = parse_args(sys.argv[1:], params)
+    compile_enabled()  # a bad DEEPSALIENCY_COMPILE fails now, not after the model and the images are loaded
     compute = Compute.from_params(params["compute"])
     model = load_model(**params["model"])
     check_model_params(params, model)  # a bad gradcam layer fails now, not after the attack

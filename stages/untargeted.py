@@ -25,6 +25,7 @@ from deepsaliency.experiments import attack_explanation_params, class_probabilit
 from deepsaliency.metrics.similarity import center_of_mass_shift, top_k_intersection
 from deepsaliency.metrics.untargeted_summary import UNTARGETED_COLUMNS
 from deepsaliency.models import load_model
+from deepsaliency.nn import compile_enabled
 from deepsaliency.params import Attack, Untargeted, load_params
 from deepsaliency.rise import RiseMasks
 from deepsaliency.shards import stage_shard
@@ -84,6 +85,7 @@ def main() -> None:
     section = params["untargeted"]
     args, shard = stage_shard(sys.argv[1:], 2, "stages/untargeted.py", params["compute"]["shards"])
     method, eps = stage_arguments(args, "stages/untargeted.py", "untargeted", section["methods"], section["eps"])
+    compile_enabled()  # a bad DEEPSALIENCY_COMPILE fails now, not after the model and the images are loaded
     model = load_model(**params["model"])
     check_model_params(params, model)  # a bad gradcam layer fails now, not after the attack
     masks = RiseMasks.load(MASKS) if method == "rise" else None

@@ -91,6 +91,17 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(project, stage_in_
     assert not (project / "reports").exists() and not (project / "data/untargeted").exists()
 
 
+@pytest.mark.parametrize("script", ["stages/attack.py", "stages/untargeted.py"])
+def test_a_bad_deepsaliency_compile_fails_before_any_work(project, stage_in_process, monkeypatch, script):
+    monkeypatch.setenv("DEEPSALIENCY_COMPILE", "maybe")
+    proc = stage_in_process(project, script, "saliency", "8")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: DEEPSALIENCY_COMPILE: 'maybe' is not allowed (one of 1,")
+    assert not (project / "reports").exists() and not (project / "data/untargeted").exists()
+    assert not (project / "data/attacks").exists()
+
+
 @pytest.mark.parametrize("method", ["gradcam", "saliency_smoothed"])
 def test_the_attack_stage_runs_the_newly_attackable_methods(tmp_path, prepared, stage_in_process, method):
     """attack@<m>-8 for Grad-CAM and a β-smoothed method: the stage passes gradcam.layer / beta through."""

@@ -127,3 +127,12 @@ def test_a_stage_takes_its_shard_as_the_last_argument():
         stage_shard(["saliency", "8"], 2, "stages/attack.py", [0, 1])
     with pytest.raises(ParamError, match=r"^stages/pgd.py: shard '2' is not allowed \(one of compute.shards: \[0, 1\]"):
         stage_shard(["2"], 0, "stages/pgd.py", [0, 1])
+    # A wrong count of the stage's own arguments goes back to the caller, which names the arguments it takes.
+    assert stage_shard(["saliency"], 2, "stages/attack.py", [0, 1]) == (["saliency"], 0)
+    assert stage_shard(["saliency", "8", "0", "x"], 2, "stages/attack.py", [0, 1])[0] == ["saliency", "8", "0", "x"]
+    from deepsaliency.attack.params import stage_arguments
+
+    with pytest.raises(
+        ParamError, match=r"^stages/attack.py: the arguments are <method> <eps> \[<shard>\] \(got: saliency\)"
+    ):
+        stage_arguments(["saliency"], "stages/attack.py", "attack", ["saliency"], [8])

@@ -121,9 +121,9 @@ def run_attack(
         fast: swap in :mod:`deepsaliency.nn.fastgrad`'s modules (same values, faster double backward).
         callback: called as ``callback(step, record)`` for every history record.
         progress: show a tqdm bar.
-        tol: stop an image once the relative improvement of its best evaluated loss over the last
-            20 % of its steps is below ``tol`` (rule: :mod:`deepsaliency.attack.loop`), in [0, 1);
-            None or 0: run all ``num_iter`` steps.
+        tol: stop an image once, over the last 20 % of its steps, the relative improvement of its best
+            evaluated loss is below ``tol`` and every iterate evaluated there kept the class within ``tol`` of
+            the best (rule: :mod:`deepsaliency.attack.loop`), in [0, 1); None or 0: run all ``num_iter`` steps.
         **options: the :class:`~deepsaliency.attack.params.LoopSettings` above, and the method's explanation
             parameters during the attack (see
             :func:`deepsaliency.differentiable.differentiable_attribution`); missing ones come from

@@ -20,8 +20,8 @@ steps an evaluation on the ORIGINAL network; the returned iterate is the best on
 (lowest ``a·map_loss + b·output_loss``) among those that keep the top-1 class.
 Ghorbani et al. take signed gradient steps and check the label after each; the loop
 here is shared with the targeted attack instead of written twice, and so is its stopping rule
-(``tol``: each image runs until its best evaluated loss has converged). No library implements these
-attacks, so the objectives are written here.
+(``tol``: each image runs until its attack has converged, :mod:`deepsaliency.attack.loop`). No library
+implements these attacks, so the objectives are written here.
 """
 
 from __future__ import annotations

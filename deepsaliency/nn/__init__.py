@@ -10,7 +10,7 @@ Batch norms are folded once, at load time, by :func:`deepsaliency.models.fold_ba
 """
 
 from .fastgrad import FastGradConv2d, PointwiseConv2d, conv2d_first_order_backward, fast_double_backward
-from .smooth import compiled_kernels
+from .smooth import compile_enabled, compiled_kernels
 from .softplus import (
     FunctionalSoftplus,
     SoftplusHandle,
@@ -38,6 +38,7 @@ __all__ = [
     "SoftplusLeakyReLU",
     "SoftplusReLU",
     "check_beta",
+    "compile_enabled",
     "compiled_kernels",
     "conv2d_first_order_backward",
     "fast_double_backward",

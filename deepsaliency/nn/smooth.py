@@ -93,14 +93,14 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def compile_enabled() -> bool:
-    """Whether ``DEEPSALIENCY_COMPILE`` allows compiled kernels (unset: yes).
+    """Whether ``DEEPSALIENCY_COMPILE`` allows compiled kernels (unset or empty: yes).
 
     Raises:
         ParamError: a value other than 1/true/yes/on or 0/false/no/off (case-insensitive).
     """
     from ..errors import ParamError
 
-    value = os.environ.get("DEEPSALIENCY_COMPILE", "1").strip().lower()
+    value = os.environ.get("DEEPSALIENCY_COMPILE", "").strip().lower() or "1"  # unset or empty: on
     if value not in _ON + _OFF:
         raise ParamError(
             f"DEEPSALIENCY_COMPILE: {os.environ['DEEPSALIENCY_COMPILE']!r} is not allowed (one of {', '.join(_ON)} "
@@ -120,7 +120,8 @@ def compiled_kernels(enabled: bool = True) -> Iterator[bool]:
     Raises:
         ParamError: ``DEEPSALIENCY_COMPILE`` has a value :func:`compile_enabled` does not allow.
     """
-    token = _COMPILING.set(enabled and compile_enabled() and not _failed)
+    allowed = compile_enabled()  # a bad value is refused even where compilation is not asked for
+    token = _COMPILING.set(enabled and allowed and not _failed)
     try:
         yield _COMPILING.get()
     finally:

@@ -110,9 +110,10 @@ class Attack(Section):
     )
     tol: Unit | None = Field(
         default=0.001,
-        description="convergence: an image's attack stops once its best evaluated loss improved by less than "
-        "`tol` (relative) over the last 20 % of its steps; `null` = always `num_iter` steps. Each image records "
-        "`converged`, `steps` and `passes`",
+        description="convergence: an image's attack stops once, over the last 20 % of its steps, its best evaluated "
+        "loss improved by less than `tol` (relative) AND every iterate evaluated there kept the class with a loss "
+        "within `tol` of the best (at rest: an excursion above the best is not convergence); `null` = always "
+        "`num_iter` steps. Each image records `converged`, `steps` and `passes`",
         json_schema_extra={"null": "null (always num_iter steps)"},
     )
     seed: NonNegInt = Field(default=0, description="seed of the RISE mask subsets")
