@@ -22,13 +22,14 @@ import time
 import numpy as np
 import torch
 
-from deepsaliency.artifacts import read_explanation, read_prepared
+from deepsaliency.artifacts import MASKS, read_explanation, read_prepared
 from deepsaliency.attack import run_attack
 from deepsaliency.attribution import explain_images
 from deepsaliency.experiments import attack_explanation_params, attack_run_params, choose_targets, method_kwargs
 from deepsaliency.metrics.similarity import pearson
 from deepsaliency.models import load_model
 from deepsaliency.params import load_params
+from deepsaliency.rise import RiseMasks
 
 
 def setting(spec: str) -> tuple[str, dict]:
@@ -64,14 +65,15 @@ def main() -> None:
     for spec in args.settings:
         method, overrides = setting(spec)
         target_maps = torch.as_tensor(np.stack([read_explanation(method, t)["map"] for t in targets]))
-        run = attack_run_params(params, method) | attack_explanation_params(params, method) | overrides
+        masks = RiseMasks.load(MASKS) if method == "rise" else None  # the masks stage's, as stages/attack.py
+        run = attack_run_params(params, method) | attack_explanation_params(params, method, masks) | overrides
         run["eps"] = args.eps / 255
         run["lr_end"] = min(run["lr_end"], run["lr"])
         start = time.perf_counter()
         result = run_attack(model, x, method, target_map=target_maps, **run)
         wall = time.perf_counter() - start
         maps = explain_images(
-            model, result.x_adv.detach(), method, stems, classes, **method_kwargs(params, method, model)
+            model, result.x_adv.detach(), method, stems, classes, **method_kwargs(params, method, model, masks)
         )
         r = [pearson(m.numpy(), t.numpy()) for (_, m), t in zip(maps, target_maps, strict=True)]
         gains = [last_window_gain(result.evaluations, i) for i in range(len(stems))]
