@@ -90,3 +90,27 @@ def test_every_stage_depends_on_every_module_it_imports():
         code = [d for d in deps if d.startswith((f"{PACKAGE}/", "stages/")) and "${" not in d]
         assert all((ROOT / d).exists() for d in code), f"{name}: a code dep does not exist: {code}"
     assert not missing, missing
+
+
+def test_prepare_tracks_the_folder_prepare_images_names(tmp_path, monkeypatch):
+    """A study sets prepare.images (README, Running a study): adding an image there must rerun prepare, so the
+    stage's dep is that folder as DVC renders dvc.yaml, not a fixed data/images."""
+    from dvc.repo import Repo
+
+    def prepare_deps(images: str) -> set[str]:
+        project = tmp_path / images.replace("/", "_")
+        project.mkdir()
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["prepare"]["images"] = images
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        (project / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+        Repo.init(str(project), no_scm=True)
+        monkeypatch.chdir(project)  # DVC reads the params of dvc.yaml's ${…} relative to the working directory
+        (stage,) = Repo(str(project)).stage.collect("prepare")
+        return {str(Path(d.def_path)) for d in stage.deps}
+
+    default = prepare_deps("data/images")
+    study = prepare_deps("data/study")
+    assert "data/images" in default and "data/study" not in default
+    assert "data/study" in study and "data/images" not in study
+    assert default - {"data/images"} == study - {"data/study"}  # the code deps stay
