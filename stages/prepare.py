@@ -1,4 +1,4 @@
-"""Stage prepare: data/images → data/prepared (RGB at the model's input size in one folder per shard of
+"""Stage prepare: the prepare.images folder (data/images) → data/prepared (RGB at the model's input size in one folder per shard of
 ``compute.shards``, each with its manifest.csv, and every image's manifest.csv).
 
 Prints one line per file it skips (not an image) or per multi-frame file (first frame used), the sample it
