@@ -1,5 +1,5 @@
-"""Stage prepare: the prepare.images folder (data/images) → data/prepared (RGB at the model's input size in one folder per shard of
-``compute.shards``, each with its manifest.csv, and every image's manifest.csv).
+"""Stage prepare: the prepare.images folder (data/images) → data/prepared (RGB at the model's input size in one
+folder per shard of ``compute.shards``, each with its manifest.csv, and every image's manifest.csv).
 
 Prints one line per file it skips (not an image) or per multi-frame file (first frame used), the sample it
 drew, the manifest (the first 50 rows) and, when true labels exist, the model's top-1 accuracy.
